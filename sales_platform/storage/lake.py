@@ -267,8 +267,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
             allow_missing=allow_missing,
         )
         if missing:
-            context.log.warning(
-                f"{asset}: {len(missing)} partition(s) not materialized, read as no rows: "
-                f"{missing[0]}..{missing[-1]}"
+            context.log.info(
+                f"{asset}: {len(missing)} of {len(self._partitions(context))} partition(s) not "
+                f"materialized, read as no rows: {missing[0]}..{missing[-1]}"
             )
         return df

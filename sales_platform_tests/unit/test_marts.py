@@ -122,23 +122,32 @@ def test_month_boundaries_and_several_months(spark, customers):
     }
 
 
-@pytest.mark.parametrize(
-    ("total", "tier", "discount"),
-    [
-        ("0.00", "NONE", 0),
-        ("4999.99", "NONE", 0),
-        ("5000.00", "SILVER", 5),
-        ("9999.99", "SILVER", 5),
-        ("10000.00", "GOLD", 10),
-        ("19999.99", "GOLD", 10),
-        ("20000.00", "PLATINUM", 15),
-        ("250000.00", "PLATINUM", 15),
-    ],
-)
-def test_coupon_tier_thresholds(spark, customers, total, tier, discount):
-    [row] = customer_monthly_mart(_fact(spark, [_line(total, customer_id=2)]), customers).collect()
+THRESHOLDS = [
+    ("0.00", "NONE", 0),
+    ("4999.99", "NONE", 0),
+    ("5000.00", "SILVER", 5),
+    ("9999.99", "SILVER", 5),
+    ("10000.00", "GOLD", 10),
+    ("19999.99", "GOLD", 10),
+    ("20000.00", "PLATINUM", 15),
+    ("250000.00", "PLATINUM", 15),
+]
+
+
+@pytest.fixture(scope="module")
+def threshold_rows(spark, customers):
+    # One customer per threshold case (customer_id = case index + 1), all in one mart run.
+    fact = _fact(spark, [_line(t, customer_id=i + 1) for i, (t, _, _) in enumerate(THRESHOLDS)])
+    return {r["customer_id"]: r for r in customer_monthly_mart(fact, customers).collect()}
+
+
+@pytest.mark.parametrize(("index", "case"), list(enumerate(THRESHOLDS)))
+def test_coupon_tier_thresholds(threshold_rows, index, case):
+    total, tier, discount = case
+    row = threshold_rows[index + 1]
+    assert row["total_sales"] == Decimal(total)
     assert (row["coupon_tier"], row["discount_percent"]) == (tier, discount)
-    assert row["coupon_code"] == coupon_code(tier, date(2023, 3, 1), 2)
+    assert row["coupon_code"] == coupon_code(tier, date(2023, 3, 1), index + 1)
 
 
 def test_coupon_code_format(spark, customers):

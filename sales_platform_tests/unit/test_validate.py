@@ -1,0 +1,208 @@
+"""Row rules of a landed file: every reason code, their order, trimming and the output shapes."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import types as T
+
+from sales_platform.schemas import QUARANTINE_SCHEMA, RAW_SALES_SCHEMA, SALES_CSV_COLUMNS
+from sales_platform.transforms import validate as v
+
+BUSINESS_DATE = date(2023, 3, 15)
+
+INPUT_SCHEMA = T.StructType(
+    [T.StructField(name, T.StringType(), True) for name in SALES_CSV_COLUMNS]
+    + [
+        T.StructField("additional_column", T.StringType(), True),
+        T.StructField("source_key", T.StringType(), True),
+        T.StructField("business_date", T.DateType(), True),
+    ]
+)
+
+GOOD = {
+    "customer_id": "11",
+    "store_id": "2",
+    "product_name": "quaker oats",
+    "sales_date": "2023-03-15",
+    "sales_person_id": "5",
+    "price": "212.50",
+    "quantity": "3",
+    "total_cost": "637.50",
+}
+
+# (test id, overrides of the good row, expected reason); one row per case, validated in one pass.
+CASES: list[tuple[str, dict[str, str | None], str | None]] = [
+    ("good", {}, None),
+    (
+        "good_leading_zero_and_whole_amounts",
+        {"customer_id": "007", "price": "2", "total_cost": "6"},
+        None,
+    ),
+    ("good_free_item", {"price": "0.00", "total_cost": "0"}, None),
+    ("good_one_decimal_total", {"price": "0.10", "total_cost": "0.3"}, None),
+    ("customer_zero", {"customer_id": "0"}, v.INVALID_CUSTOMER_ID),
+    ("customer_negative", {"customer_id": "-3"}, v.INVALID_CUSTOMER_ID),
+    ("customer_fraction", {"customer_id": "1.5"}, v.INVALID_CUSTOMER_ID),
+    ("customer_text", {"customer_id": "abc"}, v.INVALID_CUSTOMER_ID),
+    ("customer_empty", {"customer_id": ""}, v.INVALID_CUSTOMER_ID),
+    ("customer_null", {"customer_id": None}, v.INVALID_CUSTOMER_ID),
+    ("customer_over_int32", {"customer_id": "2147483648"}, v.INVALID_CUSTOMER_ID),
+    ("customer_plus_sign", {"customer_id": "+4"}, v.INVALID_CUSTOMER_ID),
+    ("store", {"store_id": "x"}, v.INVALID_STORE_ID),
+    ("seller", {"sales_person_id": "0"}, v.INVALID_SALES_PERSON_ID),
+    ("product_blank", {"product_name": "   "}, v.MISSING_PRODUCT_NAME),
+    ("product_null", {"product_name": None}, v.MISSING_PRODUCT_NAME),
+    ("date_impossible", {"sales_date": "2023-02-30"}, v.INVALID_SALES_DATE),
+    ("date_other_format", {"sales_date": "15/03/2023"}, v.INVALID_SALES_DATE),
+    ("date_unpadded", {"sales_date": "2023-3-15"}, v.INVALID_SALES_DATE),
+    ("date_other_day", {"sales_date": "2023-03-14"}, v.SALES_DATE_MISMATCH),
+    ("price_negative", {"price": "-1.00", "total_cost": "-3.00"}, v.INVALID_PRICE),
+    ("price_three_decimals", {"price": "212.505"}, v.INVALID_PRICE),
+    ("price_exponent", {"price": "2.1E2"}, v.INVALID_PRICE),
+    ("price_too_big", {"price": "123456789.00"}, v.INVALID_PRICE),
+    ("price_text", {"price": "abc"}, v.INVALID_PRICE),
+    ("price_trailing_dot", {"price": "5."}, v.INVALID_PRICE),
+    ("price_thousands_separator", {"price": "1,212.50"}, v.INVALID_PRICE),
+    ("quantity_zero", {"quantity": "0"}, v.INVALID_QUANTITY),
+    ("quantity_fraction", {"quantity": "1.5"}, v.INVALID_QUANTITY),
+    ("total_three_decimals", {"total_cost": "637.500"}, v.INVALID_TOTAL_COST),
+    ("total_too_big", {"total_cost": "12345678901.00"}, v.INVALID_TOTAL_COST),
+    ("total_null", {"total_cost": None}, v.INVALID_TOTAL_COST),
+    ("total_off_by_a_cent", {"total_cost": "637.49"}, v.TOTAL_COST_MISMATCH),
+    # Order of rules: the first broken rule is the reason, whatever else is broken.
+    (
+        "order_customer_first",
+        {"customer_id": "x", "store_id": "x", "price": "x"},
+        v.INVALID_CUSTOMER_ID,
+    ),
+    ("order_store_before_date", {"store_id": "x", "sales_date": "x"}, v.INVALID_STORE_ID),
+    ("order_product_before_date", {"product_name": "", "sales_date": "x"}, v.MISSING_PRODUCT_NAME),
+    (
+        "order_mismatch_before_price",
+        {"sales_date": "2023-03-01", "price": "x"},
+        v.SALES_DATE_MISMATCH,
+    ),
+    ("order_price_before_quantity", {"price": "x", "quantity": "x"}, v.INVALID_PRICE),
+    ("order_quantity_before_total", {"quantity": "x", "total_cost": "x"}, v.INVALID_QUANTITY),
+]
+
+
+def _row(case_id: str, overrides: dict[str, str | None]) -> tuple:
+    values = {**GOOD, **overrides}
+    return (
+        *[values[name] for name in SALES_CSV_COLUMNS],
+        None,
+        case_id,  # source_key doubles as the case id, to find each row again
+        BUSINESS_DATE,
+    )
+
+
+@pytest.fixture(scope="module")
+def validated(spark):
+    raw = spark.createDataFrame([_row(cid, o) for cid, o, _ in CASES], INPUT_SCHEMA)
+    return {r["source_key"]: r for r in v.validate_sales(raw).collect()}
+
+
+def test_reason_codes_are_exported_in_rule_order():
+    assert v.REASON_CODES == (
+        "invalid_customer_id",
+        "invalid_store_id",
+        "invalid_sales_person_id",
+        "missing_product_name",
+        "invalid_sales_date",
+        "sales_date_mismatch",
+        "invalid_price",
+        "invalid_quantity",
+        "invalid_total_cost",
+        "total_cost_mismatch",
+    )
+
+
+@pytest.mark.parametrize(("case_id", "expected"), [(c, e) for c, _, e in CASES])
+def test_reason(validated, case_id, expected):
+    assert validated[case_id]["reject_reason"] == expected
+
+
+def test_every_reason_code_is_covered():
+    assert {e for _, _, e in CASES} - {None} == set(v.REASON_CODES)
+
+
+def test_good_row_is_typed_exactly(validated):
+    row = validated["good"]
+    assert row["customer_id"] == 11
+    assert row["store_id"] == 2
+    assert row["sales_person_id"] == 5
+    assert row["product_name"] == "quaker oats"
+    assert row["sales_date"] == BUSINESS_DATE
+    assert row["price"] == Decimal("212.50")
+    assert row["quantity"] == 3
+    assert row["total_cost"] == Decimal("637.50")
+    assert row["business_date"] == BUSINESS_DATE
+    assert row["raw_record"] is None
+
+
+def test_rejected_row_keeps_raw_text_as_json(validated):
+    record = json.loads(validated["total_null"]["raw_record"])
+    assert list(record) == list(SALES_CSV_COLUMNS)
+    assert record == {**GOOD, "total_cost": None}
+
+
+def test_output_columns_and_types(spark):
+    raw = spark.createDataFrame([_row("k", {})], INPUT_SCHEMA)
+    out = v.validate_sales(raw)
+    assert out.columns == [
+        *RAW_SALES_SCHEMA.fieldNames(),
+        "business_date",
+        "reject_reason",
+        "raw_record",
+    ]
+    types = dict(out.dtypes)
+    for field in RAW_SALES_SCHEMA:
+        assert types[field.name] == field.dataType.simpleString()
+
+
+def test_whitespace_is_trimmed_and_additional_column_passes_through(spark):
+    padded = {name: f" \t{value}\r " for name, value in GOOD.items()}
+    row = (*_row("padded", padded)[:8], '{"promo": " X "}', "padded", BUSINESS_DATE)
+    validated = v.validate_sales(spark.createDataFrame([row], INPUT_SCHEMA))
+
+    [accepted] = v.accepted_sales(validated).collect()
+    assert accepted.asDict() == {
+        "customer_id": 11,
+        "store_id": 2,
+        "product_name": "quaker oats",
+        "sales_date": BUSINESS_DATE,
+        "sales_person_id": 5,
+        "price": Decimal("212.50"),
+        "quantity": 3,
+        "total_cost": Decimal("637.50"),
+        "additional_column": '{"promo": " X "}',
+        "source_key": "padded",
+    }
+
+
+def test_accepted_and_quarantined_split_every_row(spark):
+    rows = [_row(cid, o) for cid, o, _ in CASES]
+    validated = v.validate_sales(spark.createDataFrame(rows, INPUT_SCHEMA)).cache()
+    try:
+        accepted = v.accepted_sales(validated)
+        quarantined = v.quarantined_sales(validated)
+        assert accepted.schema.fieldNames() == RAW_SALES_SCHEMA.fieldNames()
+        assert [f.dataType for f in accepted.schema] == [f.dataType for f in RAW_SALES_SCHEMA]
+        assert quarantined.schema.fieldNames() == QUARANTINE_SCHEMA.fieldNames()
+        assert [f.dataType for f in quarantined.schema] == [f.dataType for f in QUARANTINE_SCHEMA]
+
+        accepted_keys = {r["source_key"] for r in accepted.collect()}
+        quarantine = {r["source_key"]: r for r in quarantined.collect()}
+        assert accepted_keys == {c for c, _, e in CASES if e is None}
+        assert {k: r["reason"] for k, r in quarantine.items()} == {
+            c: e for c, _, e in CASES if e is not None
+        }
+        assert all(r["business_date"] == BUSINESS_DATE for r in quarantine.values())
+        assert all(json.loads(r["raw_record"]) for r in quarantine.values())
+    finally:
+        validated.unpersist()
