@@ -57,6 +57,8 @@ RAW_SALES_SCHEMA = T.StructType(
 QUARANTINE_SCHEMA = T.StructType(
     [
         T.StructField("source_key", T.StringType(), False),
+        # 1-based line of the file (the header is line 1).
+        T.StructField("line_number", T.LongType(), False),
         T.StructField("business_date", T.DateType(), False),
         T.StructField("reason", T.StringType(), False),
         # The row as it arrived, as a JSON object {header: raw text}.
@@ -236,6 +238,36 @@ sales_team_data_mart_table = sa.Table(
     sa.Column("total_sales", sa.Numeric(MART_PRECISION, MART_SCALE), nullable=False),
     sa.Column("incentive", sa.Numeric(MART_PRECISION, MART_SCALE), nullable=False),
     sa.Column("sales_rank", sa.Integer, nullable=False),
+)
+
+# The file ledger: the origin's audit table, one row per file version (bucket, key, ETag).
+# Status: A = being processed (or failed mid-way), I = completed, E = rejected (see `reason`).
+product_staging_table = sa.Table(
+    "product_staging_table",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("file_location", sa.Text, nullable=False),
+    sa.Column("bucket", sa.String(255), nullable=False),
+    sa.Column("object_key", sa.Text, nullable=False),
+    # Keys can be longer than an index allows: uniqueness is on their SHA-256.
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("etag", sa.String(128), nullable=False),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("business_date", sa.Date),
+    sa.Column("rows_read", sa.Integer),
+    sa.Column("rows_accepted", sa.Integer),
+    sa.Column("rows_quarantined", sa.Integer),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("status", sa.String(1), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("archived_key", sa.Text),
+    sa.Column("created_date", sa.DateTime, nullable=False),
+    sa.Column("updated_date", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("bucket", "key_hash", "etag", name="uq_file_version"),
+    sa.Index("ix_staging_sha256", "sha256"),
+    sa.Index("ix_staging_business_date", "business_date"),
 )
 
 SOURCE_TABLES: dict[str, sa.Table] = {

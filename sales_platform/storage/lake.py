@@ -33,7 +33,7 @@ from sales_platform.storage.object_store import ObjectStore, ObjectStoreResource
 
 MANIFEST = "_manifest.json"
 UNPARTITIONED = "__all__"
-_PARTITION_COLUMN = "__partition"
+PARTITION_COLUMN = "__partition"
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,18 @@ class PartitionWrite:
     rows: int
     bytes: int
     files: int
+
+
+@dataclass(frozen=True)
+class StagedWrite:
+    asset: str
+    partitions: list[str]
+    folder: Path
+    schema_json: str
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
 
 
 class Lake:
@@ -85,19 +97,35 @@ class Lake:
         Every partition named gets a new version, empty if df has no rows for it, so a rerun
         that finds no data clears what an earlier run wrote.
         """
+        staged = self.stage(df, asset, partitions, partition_expr)
+        try:
+            return self.publish(staged)
+        finally:
+            self.discard(staged)
+
+    def stage(
+        self,
+        df: DataFrame,
+        asset: str,
+        partitions: list[str],
+        partition_expr: str | None = None,
+    ) -> StagedWrite:
+        """Write df as Parquet on local disk only; `publish` makes it the current partitions.
+
+        Staging first lets a step check what it wrote before anyone can read it.
+        """
         if partition_expr is None and len(partitions) != 1:
             raise ValueError(f"{asset}: several partitions need a partition_expr")
-        stage = self._stage()
+        staged = StagedWrite(asset, list(partitions), self._stage(), df.schema.json())
         try:
             key_col = F.expr(partition_expr) if partition_expr else F.lit(partitions[0])
             (
-                df.withColumn(_PARTITION_COLUMN, key_col.cast("string"))
-                .write.partitionBy(_PARTITION_COLUMN)
-                .parquet(str(stage / "data"))
+                df.withColumn(PARTITION_COLUMN, key_col.cast("string"))
+                .write.partitionBy(PARTITION_COLUMN)
+                .parquet(str(staged.data))
             )
             written = {
-                p.name.split("=", 1)[1]
-                for p in (stage / "data").glob(f"{_PARTITION_COLUMN}=*")
+                p.name.split("=", 1)[1] for p in staged.data.glob(f"{PARTITION_COLUMN}=*")
             }
             unexpected = written - set(partitions)
             if unexpected:
@@ -105,13 +133,36 @@ class Lake:
                     f"{asset}: rows for partitions {sorted(unexpected)[:5]} outside the ones "
                     f"being written ({partitions[0]}..{partitions[-1]})"
                 )
-            schema_json = df.schema.json()
-            return [
-                self._publish(asset, p, stage / "data" / f"{_PARTITION_COLUMN}={p}", schema_json)
-                for p in partitions
-            ]
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
+        except BaseException:
+            self.discard(staged)
+            raise
+        return staged
+
+    def read_staged(self, spark: SparkSession, staged: StagedWrite) -> DataFrame:
+        """The staged rows, with their partition key as column `__partition`."""
+        schema = T.StructType.fromJson(json.loads(staged.schema_json)).add(
+            PARTITION_COLUMN, T.StringType()
+        )
+        if not any(staged.data.glob(f"{PARTITION_COLUMN}=*")):
+            return spark.createDataFrame([], schema)
+        return spark.read.schema(schema).parquet(str(staged.data))
+
+    def publish(self, staged: StagedWrite) -> list[PartitionWrite]:
+        writes = [
+            self._publish(
+                staged.asset,
+                p,
+                staged.data / f"{PARTITION_COLUMN}={p}",
+                staged.schema_json,
+            )
+            for p in staged.partitions
+        ]
+        self.discard(staged)
+        return writes
+
+    @staticmethod
+    def discard(staged: StagedWrite) -> None:
+        shutil.rmtree(staged.folder, ignore_errors=True)
 
     def _publish(self, asset: str, partition: str, folder: Path, schema_json: str):
         version = f"v-{uuid.uuid4().hex}"

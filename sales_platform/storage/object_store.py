@@ -46,6 +46,13 @@ class ObjectStore(Protocol):
 
     def download(self, key: str, local_path: Path) -> None: ...
     def copy(self, src_key: str, dst_key: str) -> None: ...
+    def move(self, src_key: str, dst_key: str, if_etag: str | None = None) -> bool:
+        """Move src to dst; with if_etag, only while src still holds that version.
+
+        Returns False (and moves nothing) when src is gone or holds another version.
+        """
+        ...
+
     def delete(self, keys: Iterable[str]) -> None: ...
     def local_path(self, key: str) -> Path | None:
         """The file behind key when the store is on this disk (no staging needed), else None."""
@@ -133,6 +140,15 @@ class LocalObjectStore:
         shutil.copyfile(self._path(src_key), tmp)
         os.replace(tmp, target)
 
+    def move(self, src_key: str, dst_key: str, if_etag: str | None = None) -> bool:
+        current = self.head(src_key)
+        if current is None or (if_etag is not None and current.etag != if_etag):
+            return False
+        target = self._path(dst_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path(src_key), target)
+        return True
+
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             self._path(key).unlink(missing_ok=True)
@@ -209,6 +225,23 @@ class S3ObjectStore:
             self._key(dst_key),
             ExtraArgs=self._put_args or None,
         )
+
+    def move(self, src_key: str, dst_key: str, if_etag: str | None = None) -> bool:
+        source = {"Bucket": self.bucket, "Key": self._key(src_key)}
+        extra = dict(self._put_args)
+        if if_etag is not None:
+            # S3 checks the version itself: a re-upload after our read is never archived.
+            extra["CopySourceIfMatch"] = f'"{if_etag}"'
+        try:
+            # The managed copy: multipart above 5 GB, where copy_object would refuse.
+            self.client.copy(source, self.bucket, self._key(dst_key), ExtraArgs=extra or None)
+        except self.client.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                return False
+            raise
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(src_key))
+        return True
 
     def delete(self, keys: Iterable[str]) -> None:
         batch: list[dict[str, str]] = []

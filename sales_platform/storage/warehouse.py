@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 
 from sales_platform.schemas import MART_SPARK_SCHEMAS, MART_TABLES
 from sales_platform.storage.database import Database
+from sales_platform.storage.write_lock import table_write_lock
 
 INSERT_BATCH = 5_000
 
@@ -52,7 +53,8 @@ def replace_window(
         raise ValueError(
             f"{table.name}: {len(stray)} row(s) outside {low}..{high} (first {stray[0]})"
         )
-    with engine.begin() as conn:
+    # One writer per table (see write_lock): concurrent replaces queue instead of deadlocking.
+    with engine.connect() as conn, table_write_lock(conn, table.name), conn.begin():
         deleted = conn.execute(table.delete().where(_window_filter(table, column_name, window)))
         for start in range(0, len(rows), INSERT_BATCH):
             conn.execute(table.insert(), rows[start : start + INSERT_BATCH])

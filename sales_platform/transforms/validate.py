@@ -22,6 +22,7 @@ from sales_platform.schemas import (
     SALES_CSV_COLUMNS,
 )
 
+MALFORMED_ROW = "malformed_row"
 INVALID_CUSTOMER_ID = "invalid_customer_id"
 INVALID_STORE_ID = "invalid_store_id"
 INVALID_SALES_PERSON_ID = "invalid_sales_person_id"
@@ -35,6 +36,7 @@ TOTAL_COST_MISMATCH = "total_cost_mismatch"
 
 # The order in which rules are checked; a row is quarantined for the first one it breaks.
 REASON_CODES: tuple[str, ...] = (
+    MALFORMED_ROW,
     INVALID_CUSTOMER_ID,
     INVALID_STORE_ID,
     INVALID_SALES_PERSON_ID,
@@ -55,6 +57,9 @@ _MONEY = r"^-?[0-9]+(\.[0-9]{1,2})?\z"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\z"
 # Spark's plain trim() only strips spaces; CSV exports also leave tabs and stray CRs behind.
 _WHITESPACE = " \t\r\n\f\u000b"
+
+# Optional input columns carried through untouched: where the row sits in its file.
+PASSTHROUGH = ("line_number",)
 
 REJECT_REASON = "reject_reason"
 RAW_RECORD = "raw_record"
@@ -79,7 +84,8 @@ def validate_sales(raw: DataFrame) -> DataFrame:
     """Type the raw text of a sales file and give each row that breaks a row rule its reason.
 
     Input: the 8 contract columns as CSV text (may be null) plus `additional_column`,
-    `source_key` and `business_date` (the file's business date, a DateType).
+    `source_key` and `business_date` (the file's business date, a DateType); optionally
+    `malformed` (the line had more fields than its header) and `line_number`.
     Output: the typed columns of RAW_SALES_SCHEMA, then `business_date`, `reject_reason` (null when
     the sale is accepted) and `raw_record` (the 8 contract columns exactly as they arrived, as a
     JSON object with nulls kept; only filled for rejected rows, the only place it is read).
@@ -111,6 +117,8 @@ def validate_sales(raw: DataFrame) -> DataFrame:
         F.col("additional_column").cast(T.StringType()).alias("additional_column"),
         F.col("source_key"),
         F.col("business_date"),
+        (F.col("malformed") if "malformed" in raw.columns else F.lit(False)).alias("_malformed"),
+        *[F.col(c) for c in PASSTHROUGH if c in raw.columns],
         # Untrimmed on purpose: the quarantine shows what the sender actually sent.
         F.to_json(
             F.struct(*[F.col(name) for name in SALES_CSV_COLUMNS]),
@@ -121,6 +129,7 @@ def validate_sales(raw: DataFrame) -> DataFrame:
     # decimal(10,2) x decimal(10,0) is exact in decimal(21,2): no rounding, no overflow.
     line_total = F.col("price") * F.col("quantity").cast(T.DecimalType(10, 0))
     broken: dict[str, Column] = {
+        MALFORMED_ROW: F.col("_malformed"),
         INVALID_CUSTOMER_ID: F.col("customer_id").isNull(),
         INVALID_STORE_ID: F.col("store_id").isNull(),
         INVALID_SALES_PERSON_ID: F.col("sales_person_id").isNull(),
@@ -140,6 +149,7 @@ def validate_sales(raw: DataFrame) -> DataFrame:
     return typed.withColumn(REJECT_REASON, reason).select(
         *[field.name for field in RAW_SALES_SCHEMA.fields],
         "business_date",
+        *[c for c in PASSTHROUGH if c in raw.columns],
         REJECT_REASON,
         # Serialising every accepted row would cost a JSON encode per sale for nothing.
         F.when(F.col(REJECT_REASON).isNotNull(), F.col("_raw_json")).alias(RAW_RECORD),
@@ -157,6 +167,7 @@ def quarantined_sales(validated: DataFrame) -> DataFrame:
     """The rejected rows with their reason, shaped as the quarantine stores them."""
     columns = {
         "source_key": F.col("source_key"),
+        "line_number": F.col("line_number") if "line_number" in validated.columns else F.lit(None),
         "business_date": F.col("business_date"),
         "reason": F.col(REJECT_REASON),
         "raw_record": F.col(RAW_RECORD),

@@ -14,13 +14,20 @@ import sqlalchemy as sa
 
 from sales_platform.cli import _resources, materialize
 from sales_platform.generate import generate
-from sales_platform.schemas import customers_data_mart_table, sales_team_data_mart_table
+from sales_platform.schemas import (
+    LANDING_PREFIX,
+    PROCESSED_PREFIX,
+    customers_data_mart_table,
+    sales_team_data_mart_table,
+)
 from sales_platform.settings import Settings
 from sales_platform_tests.oracle import expected_marts
 
 # Four days across a month end, so two monthly partitions are built from one daily range.
 START, END = date(2023, 1, 30), date(2023, 2, 2)
 MONTHS = (date(2023, 1, 1), date(2023, 2, 1))
+# Processed files move to the archive prefix: the oracle reads both.
+PREFIXES = (LANDING_PREFIX, PROCESSED_PREFIX)
 
 
 def _settings(stack: str, tmp_path, request, monkeypatch) -> Settings:
@@ -77,7 +84,7 @@ def test_marts_equal_independent_recompute(stack, spark, tmp_path, request, monk
 
         warehouse = res.warehouse_db.engine()
         for month in MONTHS:
-            want_customers, want_sellers = expected_marts(store, source, month)
+            want_customers, want_sellers = expected_marts(store, source, month, prefixes=PREFIXES)
             assert want_customers and want_sellers
             got_customers = _mart_rows(
                 warehouse, customers_data_mart_table, "sales_date_month", month
@@ -92,6 +99,6 @@ def test_marts_equal_independent_recompute(stack, spark, tmp_path, request, monk
         # A rerun of the same range converges: same marts, no duplicates.
         with dg.instance_for_test() as instance:
             materialize(START, END, settings=settings, instance=instance)
-        want_customers, _ = expected_marts(store, source, MONTHS[0])
+        want_customers, _ = expected_marts(store, source, MONTHS[0], prefixes=PREFIXES)
         got = _mart_rows(warehouse, customers_data_mart_table, "sales_date_month", MONTHS[0])
         assert len(got) == len(want_customers)

@@ -4,7 +4,7 @@
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from sales_platform.defs.ingest.assets import DAY_EXPR
+from sales_platform.defs.ingest.daily_load import DAY_EXPR
 from sales_platform.defs.partitions import daily_partitions
 from sales_platform.transforms.enrich import enrich_sales
 

@@ -1,29 +1,16 @@
 """Ingest: the files that land in S3 and the validated rows read from them."""
 
-
 from datetime import date, timedelta
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
-from pyspark.sql import DataFrame
 
+from sales_platform.defs.ingest.daily_load import commit, stage_days
 from sales_platform.defs.partitions import daily_partitions
+from sales_platform.storage.database import Database
 from sales_platform.storage.lake import LakeResource
-from sales_platform.storage.landing import (
-    FileRejected,
-    LandedFile,
-    landed_files,
-    read_header,
-    read_sales_csvs,
-)
+from sales_platform.storage.ledger import Ledger
 from sales_platform.storage.object_store import ObjectStoreResource
-from sales_platform.transforms.validate import (
-    accepted_sales,
-    quarantined_sales,
-    validate_sales,
-)
-
-DAY_EXPR = "date_format({column}, 'yyyy-MM-dd')"
 
 raw_sales_files = dg.AssetSpec(
     "raw_sales_files",
@@ -36,25 +23,12 @@ raw_sales_files = dg.AssetSpec(
     ),
 )
 
+ROWS_RECONCILE = "rows_reconcile"
+
 
 def days_of(window: dg.TimeWindow) -> list[date]:
     first, end = window.start.date(), window.end.date()
     return [first + timedelta(days=i) for i in range((end - first).days)]
-
-
-def _readable(store, files: list[LandedFile], log) -> tuple[list, dict[str, str]]:
-    """Split files into (file, header) pairs to read and {key: reason} for rejected files."""
-    readable, rejected = [], {}
-    for landed in files:
-        try:
-            header = read_header(store, landed.key)
-        except FileRejected as exc:
-            rejected[landed.key] = str(exc)
-            log.warning(f"rejected file {landed.key!r}: {exc}")
-            continue
-        if header is not None:
-            readable.append((landed, header))
-    return readable, rejected
 
 
 @dg.asset(
@@ -64,46 +38,91 @@ def _readable(store, files: list[LandedFile], log) -> tuple[list, dict[str, str]
     deps=[raw_sales_files],
     group_name="ingest",
     kinds={"spark", "parquet"},
-    metadata={"partition_expr": DAY_EXPR.format(column="sales_date")},
+    check_specs=[
+        dg.AssetCheckSpec(
+            ROWS_RECONCILE,
+            asset="raw_sales",
+            blocking=True,
+            description="Every row read from every file is either accepted or quarantined.",
+        )
+    ],
 )
 def raw_sales(
     context: dg.AssetExecutionContext,
     pyspark: LazyPySparkResource,
     landing: ObjectStoreResource,
     lake: LakeResource,
-) -> dg.Output[DataFrame]:
+    warehouse_db: Database,
+) -> dg.MaterializeResult:
     """Every sale of the business day that passed validation, typed (money as DECIMAL).
 
-    Rebuilt from all of the day's files on every run, so a rerun converges. Rows that break a
-    rule go to `raw_sales_quarantine` in the lake with a reason code; nothing is dropped.
+    Rebuilt from all of the day's files (still in landing or already archived) on every run, so
+    a rerun converges. Rows that break a rule go to `raw_sales_quarantine` with a reason code and
+    their line number; whole files that cannot be sales go to `sales_data_error/` with a reason.
+    Each file version is recorded in the ledger table `product_staging_table`.
     """
     days = days_of(context.partition_time_window)
-    store = landing.open()
-    by_day = landed_files(store, days)
-    files = [f for day in days for f in by_day.get(day, [])]
-    readable, rejected = _readable(store, files, context.log)
+    store, the_lake, ledger = landing.open(), lake.lake(), Ledger(warehouse_db.engine())
+    run_id = context.run.run_id
+    load = stage_days(pyspark.spark_session, store, the_lake, ledger, days, run_id)
 
-    the_lake = lake.lake()
-    raw = read_sales_csvs(pyspark.spark_session, store, readable, the_lake.scratch())
-    validated = validate_sales(raw)
-    partitions = [d.isoformat() for d in days]
-    quarantine = the_lake.write(
-        quarantined_sales(validated),
-        "raw_sales_quarantine",
-        partitions,
-        DAY_EXPR.format(column="business_date"),
-    )
-    quarantined = sum(w.rows for w in quarantine)
+    unreconciled = load.unreconciled
+    check_metadata = {
+        "files_checked": len(load.read),
+        "files_unreconciled": len(unreconciled),
+    }
+    if unreconciled:
+        # Nothing is published: the lake keeps its previous partitions and the files stay put.
+        the_lake.discard(load.accepted)
+        the_lake.discard(load.quarantine)
+        for f in unreconciled[:5]:
+            context.log.error(
+                f"{f.landed.landing_key!r}: read {f.rows_read} row(s) but accepted "
+                f"{f.rows_accepted} + quarantined {f.rows_quarantined}"
+            )
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=ROWS_RECONCILE,
+                    passed=False,
+                    metadata={
+                        **check_metadata,
+                        "first_unreconciled": dg.MetadataValue.json(
+                            [f.landed.landing_key for f in unreconciled[:20]]
+                        ),
+                    },
+                )
+            ]
+        )
+
+    accepted, quarantine = commit(store, the_lake, ledger, load, run_id)
+    for f in load.rejected:
+        context.log.warning(f"rejected file {f.landed.landing_key!r}: {f.reason}")
+    rows_accepted = sum(w.rows for w in accepted)
+    rows_quarantined = sum(w.rows for w in quarantine)
     context.log.info(
-        f"{len(readable)} file(s) read for {len(days)} day(s); {quarantined} row(s) quarantined; "
-        f"{len(rejected)} file(s) rejected"
+        f"{len(load.read)} file(s) read for {len(days)} day(s): {rows_accepted} row(s) accepted, "
+        f"{rows_quarantined} quarantined; {len(load.rejected)} file(s) rejected"
     )
-    return dg.Output(
-        accepted_sales(validated),
+    return dg.MaterializeResult(
         metadata={
-            "files_read": len(readable),
-            "files_rejected": len(rejected),
-            "rows_quarantined": quarantined,
-            "source_keys": dg.MetadataValue.json(sorted(f.key for f, _ in readable)[:200]),
+            "dagster/row_count": rows_accepted,
+            "rows_read": sum(f.rows_read for f in load.read),
+            "rows_quarantined": rows_quarantined,
+            "quarantine_by_reason": dg.MetadataValue.json(dict(load.quarantine_reasons)),
+            "files_read": len(load.read),
+            "files_rejected": len(load.rejected),
+            "rejected_files": dg.MetadataValue.json(
+                {f.landed.landing_key: f.reason for f in load.rejected[:50]}
+            ),
+            "source_keys": dg.MetadataValue.json(
+                sorted(f.landed.landing_key for f in load.read)[:200]
+            ),
+            "total_cost": dg.MetadataValue.text(str(load.total_cost)),
+            "bytes_written": sum(w.bytes for w in accepted),
+            "lake_uri": dg.MetadataValue.path(the_lake.uri("raw_sales", days[0].isoformat())),
         },
+        check_results=[
+            dg.AssetCheckResult(check_name=ROWS_RECONCILE, passed=True, metadata=check_metadata)
+        ],
     )

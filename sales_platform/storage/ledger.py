@@ -1,0 +1,134 @@
+"""The file ledger (`product_staging_table`): one row per file version that landed.
+
+It answers, for any file, whether it was processed (I), rejected (E, with the reason) or is
+being processed / failed mid-way (A), with its row counts and the run that handled it. Every
+statement is SQLAlchemy Core with bound parameters; it runs the same on MySQL and SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+
+from sales_platform.schemas import product_staging_table as ledger_table
+from sales_platform.storage.warehouse import ensure_tables
+
+PROCESSING, COMPLETED, REJECTED = "A", "I", "E"
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    bucket: str
+    key: str
+    etag: str
+    location: str
+    business_date: date | None
+    size: int | None = None
+
+
+class Ledger:
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        ensure_tables(engine, [ledger_table])
+
+    def _where(self, version: FileVersion):
+        t = ledger_table.c
+        return sa.and_(
+            t.bucket == version.bucket,
+            t.key_hash == key_hash(version.key),
+            t.etag == version.etag,
+        )
+
+    def start(self, version: FileVersion, run_id: str, sha256: str | None = None) -> None:
+        """Record that run_id is processing this file version (status A)."""
+        now = _now()
+        values = {"run_id": run_id, "status": PROCESSING, "reason": None, "updated_date": now}
+        if sha256 is not None:
+            values["sha256"] = sha256
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                ledger_table.update().where(self._where(version)).values(**values)
+            ).rowcount
+            if updated == 0:
+                conn.execute(
+                    ledger_table.insert().values(
+                        file_name=version.key.rsplit("/", 1)[-1][:255],
+                        file_location=version.location,
+                        bucket=version.bucket,
+                        object_key=version.key,
+                        key_hash=key_hash(version.key),
+                        etag=version.etag,
+                        size_bytes=version.size,
+                        business_date=version.business_date,
+                        created_date=now,
+                        **values,
+                    )
+                )
+
+    def complete(
+        self,
+        version: FileVersion,
+        rows_read: int,
+        rows_accepted: int,
+        rows_quarantined: int,
+    ) -> None:
+        self._finish(
+            version,
+            status=COMPLETED,
+            rows_read=rows_read,
+            rows_accepted=rows_accepted,
+            rows_quarantined=rows_quarantined,
+        )
+
+    def reject(self, version: FileVersion, reason: str, rows_read: int | None = None) -> None:
+        self._finish(version, status=REJECTED, reason=reason, rows_read=rows_read,
+                     rows_accepted=0, rows_quarantined=0)
+
+    def archived(self, version: FileVersion, archived_key: str) -> None:
+        self._finish(version, archived_key=archived_key)
+
+    def _finish(self, version: FileVersion, **values) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                ledger_table.update()
+                .where(self._where(version))
+                .values(updated_date=_now(), **values)
+            )
+
+    def original_of(self, sha256: str, key: str, bucket: str) -> str | None:
+        """The key under which this exact content was first accepted, if not `key` itself."""
+        t = ledger_table.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.object_key)
+                .where(
+                    t.bucket == bucket,
+                    t.sha256 == sha256,
+                    t.key_hash != key_hash(key),
+                    t.status == COMPLETED,
+                )
+                .order_by(t.id)
+                .limit(1)
+            ).first()
+        return row.object_key if row else None
+
+    def entry(self, version: FileVersion) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ledger_table).where(self._where(version))).first()
+        return dict(row._mapping) if row else None
+
+    def entries(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(ledger_table).order_by(ledger_table.c.id))
+            return [dict(r._mapping) for r in rows]
