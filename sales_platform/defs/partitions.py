@@ -14,3 +14,9 @@ daily_partitions = dg.DailyPartitionsDefinition(
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=START_DATE, end_offset=1, timezone="UTC"
 )
+
+
+def has_day(day_key: str) -> bool:
+    """Whether a business day (YYYY-MM-DD) is a daily partition right now (today included)."""
+    last = daily_partitions.get_last_partition_key()
+    return last is not None and START_DATE <= day_key <= last

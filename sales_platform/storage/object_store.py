@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_aws.s3.sensor import get_objects
 from pydantic import Field
 
 
@@ -37,6 +38,10 @@ class StoredObject:
 class ObjectStore(Protocol):
     def uri(self, key: str = "") -> str: ...
     def list(self, prefix: str) -> Iterator[StoredObject]: ...
+    def list_since(self, prefix: str, since: datetime | None) -> list[StoredObject]:
+        """Objects under prefix modified strictly after `since`, oldest first."""
+        ...
+
     def head(self, key: str) -> StoredObject | None: ...
     def get_bytes(self, key: str, byte_range: tuple[int, int] | None = None) -> bytes: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
@@ -102,6 +107,10 @@ class LocalObjectStore:
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix) and ".tmp-" not in name:
                     yield self._stat(path)
+
+    def list_since(self, prefix: str, since: datetime | None) -> list[StoredObject]:
+        found = [o for o in self.list(prefix) if since is None or o.last_modified > since]
+        return sorted(found, key=lambda o: o.last_modified)
 
     def head(self, key: str) -> StoredObject | None:
         path = self._path(key)
@@ -188,6 +197,15 @@ class S3ObjectStore:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             for obj in page.get("Contents", []):
                 yield self._object(obj["Key"], obj["Size"], obj["ETag"], obj["LastModified"])
+
+    def list_since(self, prefix: str, since: datetime | None) -> list[StoredObject]:
+        # dagster-aws's listing: paginated, sorted by LastModified, strictly newer than `since`.
+        objects = get_objects(
+            self.bucket, self._key(prefix), since_last_modified=since, client=self.client
+        )
+        return [
+            self._object(o["Key"], o["Size"], o["ETag"], o["LastModified"]) for o in objects
+        ]
 
     def head(self, key: str) -> StoredObject | None:
         try:

@@ -20,30 +20,14 @@ from sales_platform.schemas import (
     customers_data_mart_table,
     sales_team_data_mart_table,
 )
-from sales_platform.settings import Settings
 from sales_platform_tests.oracle import expected_marts
+from sales_platform_tests.support import stack_settings
 
 # Four days across a month end, so two monthly partitions are built from one daily range.
 START, END = date(2023, 1, 30), date(2023, 2, 2)
 MONTHS = (date(2023, 1, 1), date(2023, 2, 1))
 # Processed files move to the archive prefix: the oracle reads both.
 PREFIXES = (LANDING_PREFIX, PROCESSED_PREFIX)
-
-
-def _settings(stack: str, tmp_path, request, monkeypatch) -> Settings:
-    environ = {"SALES_PLATFORM_DATA_DIR": str(tmp_path / "data")}
-    if stack == "prod":
-        db_url = request.getfixturevalue("mariadb_url")
-        environ |= {
-            "SALES_PLATFORM_ENV": "prod",
-            "SALES_PLATFORM_S3_BUCKET": request.getfixturevalue("s3_bucket"),
-            "SALES_PLATFORM_S3_ENDPOINT_URL": request.getfixturevalue("s3_endpoint"),
-            "SALES_PLATFORM_SOURCE_DB_URL": db_url,
-            "SALES_PLATFORM_WAREHOUSE_DB_URL": db_url,
-        }
-    for key, value in environ.items():
-        monkeypatch.setenv(key, value)
-    return Settings.from_env()
 
 
 def _mart_rows(engine: sa.Engine, table: sa.Table, column: str, value) -> list[dict]:
@@ -60,7 +44,7 @@ def _key(table: sa.Table):
 @pytest.mark.integration
 @pytest.mark.parametrize("stack", ["local", "prod"])
 def test_marts_equal_independent_recompute(stack, spark, tmp_path, request, monkeypatch):
-    settings = _settings(stack, tmp_path, request, monkeypatch)
+    settings = stack_settings(stack, tmp_path, request, monkeypatch)
     with _resources(settings, "landing", "source_db", "warehouse_db") as res:
         store, source = res.landing.open(), res.source_db.engine()
         summary = generate(
