@@ -11,7 +11,7 @@ DEMO_DAYS ?= 7
 DEMO_TO ?= 2023-01-07
 DEMO_ROWS ?= 20000
 
-.PHONY: install demo test ui lint mariadb dagster-home clean
+.PHONY: install demo test ui up lint mariadb chromium dagster-home clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,17 @@ demo: install dagster-home
 	$(BIN)/sales-platform materialize --from $(DEMO_FROM) --to $(DEMO_TO) --show
 
 ## The whole test suite, against the real MariaDB (started if needed) and moto's S3 server.
-test: install mariadb
+test: install mariadb chromium
 	$(BIN)/pytest
 
 ## The Dagster UI on the demo's data: http://127.0.0.1:3000
 ui: install dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## The webserver (http://127.0.0.1:3000) and the daemon as in production, on the local
+## instance; Ctrl-C stops both. Prod: `sales-platform serve` (README, Deploy and operate).
+up: install dagster-home
+	$(BIN)/sales-platform serve --host 127.0.0.1 --port 3000
 
 lint: install
 	$(BIN)/ruff check sales_platform sales_platform_tests benchmarks
@@ -45,6 +50,10 @@ lint: install
 
 mariadb:
 	scripts/ensure-mariadb.sh
+
+## Headless Chromium for the UI test's screenshot.
+chromium:
+	scripts/ensure-chromium.sh
 
 clean:
 	rm -rf $(DATA_DIR)

@@ -14,6 +14,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
+from sales_platform.serve import add_serve_command
 from sales_platform.settings import Settings
 
 
@@ -171,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show-marts", help="print both marts for a month")
     show.add_argument("--month", type=date.fromisoformat, required=True, help="any day of it")
     show.set_defaults(func=lambda a: print_marts(a.month))
+    add_secrets_commands(sub)
+    add_db_commands(sub)
+    add_serve_command(sub)
     return parser
 
 

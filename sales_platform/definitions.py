@@ -2,27 +2,39 @@
 
 import dagster as dg
 
+from sales_platform.defs.automation_settings import AutomationSettings
 from sales_platform.defs.dimensions.assets import dimension_assets
+from sales_platform.defs.dimensions.checks import dimension_checks
 from sales_platform.defs.fact.assets import sales_enriched
+from sales_platform.defs.fact.freshness import build_files_overdue, with_files_due_policy
 from sales_platform.defs.ingest.assets import raw_sales, raw_sales_files
+from sales_platform.defs.ingest.sensors import landing_sensor
 from sales_platform.defs.jobs import daily_sales_job, monthly_marts_job
 from sales_platform.defs.marts.assets import customer_monthly_mart, sales_team_monthly_mart
+from sales_platform.defs.marts.automation import build_month_end_schedule, marts_follow_fact
 from sales_platform.defs.resources import build_resources
 from sales_platform.settings import Settings
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: Settings | None = None, automation: AutomationSettings | None = None
+) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    automation = automation or AutomationSettings.from_env()
+    overdue = build_files_overdue(automation)
     return dg.Definitions(
         assets=[
             raw_sales_files,
-            raw_sales,
+            with_files_due_policy(raw_sales, automation.files_due_hour),
             *dimension_assets,
             sales_enriched,
             customer_monthly_mart,
             sales_team_monthly_mart,
         ],
-        jobs=[daily_sales_job, monthly_marts_job],
+        asset_checks=[overdue.check, *dimension_checks],
+        jobs=[daily_sales_job, monthly_marts_job, overdue.job],
+        schedules=[build_month_end_schedule(automation.month_end_cron), overdue.schedule],
+        sensors=[landing_sensor, marts_follow_fact],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

@@ -51,6 +51,8 @@ RAW_SALES_SCHEMA = T.StructType(
         # Columns beyond the contract, as a JSON object {header: value}; null when none.
         T.StructField("additional_column", T.StringType(), True),
         T.StructField("source_key", T.StringType(), False),
+        # Where the sale came from: (source_key, line_number) identifies it.
+        T.StructField("line_number", T.LongType(), False),
     ]
 )
 
@@ -79,6 +81,7 @@ SALES_ENRICHED_SCHEMA = T.StructType(
         T.StructField("total_cost", LINE_TOTAL_TYPE, False),
         T.StructField("additional_column", T.StringType(), True),
         T.StructField("source_key", T.StringType(), False),
+        T.StructField("line_number", T.LongType(), False),
         # False when the key has no row in its dimension snapshot: the sale is kept, flagged.
         T.StructField("customer_known", T.BooleanType(), False),
         T.StructField("store_known", T.BooleanType(), False),

@@ -8,9 +8,7 @@ import dagster as dg
 
 START_DATE = "2023-01-01"
 
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=START_DATE, end_offset=1, timezone="UTC"
-)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1, timezone="UTC")
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=START_DATE, end_offset=1, timezone="UTC"
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
+from urllib.parse import urlparse
 
 import dagster as dg
 from pydantic import Field
@@ -13,7 +15,9 @@ from sales_platform.business_rules import (
     CouponTier,
     sorted_tiers,
 )
+from sales_platform.defs.quality import QualityThresholds
 from sales_platform.settings import Settings
+from sales_platform.storage.crypto import LOCAL_KEY_FILE, MASTER_KEY_VAR, KeyringResource
 from sales_platform.storage.database import Database
 from sales_platform.storage.lake import LakeIOManager, LakeResource
 from sales_platform.storage.object_store import ObjectStoreResource
@@ -55,19 +59,64 @@ class BusinessRules(dg.ConfigurableResource):
         )
 
 
-def _database(settings: Settings, variable: str, local_name: str) -> Database:
-    # The URL carries a password: an EnvVar keeps it out of the definitions and the UI.
+DB_SSL_CA_VAR = "SALES_PLATFORM_DB_SSL_CA"
+S3_KMS_KEY_VAR = "SALES_PLATFORM_S3_SSE_KMS_KEY_ID"
+ALLOW_HTTP_VAR = "SALES_PLATFORM_ALLOW_HTTP_ENDPOINT"
+
+
+def _keyring(settings: Settings) -> KeyringResource:
+    # Prod: the variable, with no default (an unset key fails the run at start). Local: the same
+    # variable when set, else a key generated once into the data dir, outside the repository.
+    if settings.env == "prod" or MASTER_KEY_VAR in settings.configured:
+        return KeyringResource(master_key=dg.EnvVar(MASTER_KEY_VAR))
+    return KeyringResource(key_file=str(settings.data_dir / LOCAL_KEY_FILE))
+
+
+def _database(
+    settings: Settings, variable: str, local_name: str, keyring: KeyringResource
+) -> Database:
+    # The URL carries a password: an EnvVar keeps it out of the definitions and the UI; it may
+    # also be an enc: token, decrypted with the master key when the resource starts.
+    tls = {"ssl_ca": dg.EnvVar(DB_SSL_CA_VAR)} if DB_SSL_CA_VAR in settings.configured else {}
     if settings.env == "prod" or variable in settings.configured:
-        return Database(url=dg.EnvVar(variable))
-    return Database(url=settings.local_db_url(local_name))
+        return Database(url=dg.EnvVar(variable), keyring=keyring, **tls)
+    return Database(url=settings.local_db_url(local_name), keyring=keyring)
+
+
+def require_tls_endpoint(settings: Settings) -> None:
+    """In prod the S3 endpoint must be https: credentials and data never cross a network in
+    plaintext. Loopback (a local proxy, the tests' moto server) stays on this host; anything
+    else needs SALES_PLATFORM_ALLOW_HTTP_ENDPOINT set, on purpose."""
+    url = settings.s3_endpoint_url
+    if settings.env != "prod" or not url or ALLOW_HTTP_VAR in settings.configured:
+        return
+    parsed = urlparse(url)
+    if parsed.scheme == "https":
+        return
+    host = parsed.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parsed.scheme == "http" and loopback:
+        return
+    raise ValueError(
+        f"SALES_PLATFORM_S3_ENDPOINT_URL must use https in prod (got scheme {parsed.scheme!r} "
+        f"for host {host!r}); set {ALLOW_HTTP_VAR}=1 only if plaintext is really intended"
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    s3 = {"endpoint_url": settings.s3_endpoint_url}
+    require_tls_endpoint(settings)
+    s3: dict = {"endpoint_url": settings.s3_endpoint_url}
+    if S3_KMS_KEY_VAR in settings.configured:
+        # SSE with the business's KMS key instead of S3-managed keys (AES256, the default).
+        s3 |= {"server_side_encryption": "aws:kms", "sse_kms_key_id": dg.EnvVar(S3_KMS_KEY_VAR)}
+    pii_keys = _keyring(settings)
     landing = ObjectStoreResource(location=settings.landing_uri, **s3)
     lake = LakeResource(store=ObjectStoreResource(location=settings.lake_uri, **s3))
-    source_db = _database(settings, "SALES_PLATFORM_SOURCE_DB_URL", "source")
-    warehouse_db = _database(settings, "SALES_PLATFORM_WAREHOUSE_DB_URL", "warehouse")
+    source_db = _database(settings, "SALES_PLATFORM_SOURCE_DB_URL", "source", pii_keys)
+    warehouse_db = _database(settings, "SALES_PLATFORM_WAREHOUSE_DB_URL", "warehouse", pii_keys)
     pyspark = spark_resource()
     return {
         "landing": landing,
@@ -76,6 +125,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "source_db": source_db,
         "warehouse_db": warehouse_db,
         "business_rules": BusinessRules(),
+        "quality": QualityThresholds(),
+        "pii_keys": pii_keys,
         "lake_io_manager": LakeIOManager(lake_resource=lake, pyspark=pyspark),
         "warehouse_io_manager": WarehouseIOManager(database=warehouse_db, pyspark=pyspark),
     }

@@ -9,27 +9,67 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import make_url
 
+from sales_platform.storage.crypto import ENC_PREFIX, KeyringResource, SecretDecryptionError
 
-def create_engine(url: str) -> sa.Engine:
+
+def tls_connect_args(url: str, ssl_ca: str | None) -> dict:
+    """PyMySQL arguments that require TLS and verify the server's certificate and host name.
+
+    With them a server without TLS is refused (PyMySQL never falls back to plaintext).
+    """
+    if not ssl_ca:
+        return {}
+    if make_url(url).get_driver_name() != "pymysql":
+        raise ValueError("the TLS option (ssl_ca) is for mysql+pymysql:// URLs")
+    return {"ssl_ca": ssl_ca, "ssl_verify_cert": True, "ssl_verify_identity": True}
+
+
+def create_engine(url: str, ssl_ca: str | None = None) -> sa.Engine:
     parsed = make_url(url)
+    # hide_parameters: bound values (names, phone numbers) never reach logs or error messages.
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(url)
+        return sa.create_engine(url, hide_parameters=True)
     # pre_ping: a daemon-launched run may reuse a pool entry the server already closed.
-    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+        hide_parameters=True,
+        connect_args=tls_connect_args(url, ssl_ca),
+    )
 
 
 class Database(dg.ConfigurableResource):
     """A database reached by a SQLAlchemy URL (credentials belong in the environment)."""
 
-    url: str = Field(description="SQLAlchemy URL, e.g. mysql+pymysql://user:pw@host/db")
+    url: str = Field(
+        description="SQLAlchemy URL, e.g. mysql+pymysql://user:pw@host/db, or its enc: token"
+    )
+    keyring: KeyringResource | None = Field(
+        default=None, description="master key that decrypts an enc: url"
+    )
+    ssl_ca: str | None = Field(
+        default=None, description="CA bundle (PEM): connect over TLS, verifying the server"
+    )
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
+    def _plain_url(self) -> str:
+        if not self.url.startswith(ENC_PREFIX):
+            return self.url
+        if self.keyring is None:
+            raise SecretDecryptionError("the database URL is an enc: token; no master key is set")
+        return self.keyring.keyring().reveal(self.url, "the database URL")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # An enc: URL that does not decrypt fails the run at its start, with the reason.
+        self._plain_url()
+
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = create_engine(self.url)
+            self._engine = create_engine(self._plain_url(), self.ssl_ca)
         return self._engine
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -38,4 +78,4 @@ class Database(dg.ConfigurableResource):
 
     def describe(self) -> str:
         """The URL without its password: safe for logs and metadata."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return make_url(self._plain_url()).render_as_string(hide_password=True)

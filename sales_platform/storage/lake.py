@@ -124,9 +124,7 @@ class Lake:
                 .write.partitionBy(PARTITION_COLUMN)
                 .parquet(str(staged.data))
             )
-            written = {
-                p.name.split("=", 1)[1] for p in staged.data.glob(f"{PARTITION_COLUMN}=*")
-            }
+            written = {p.name.split("=", 1)[1] for p in staged.data.glob(f"{PARTITION_COLUMN}=*")}
             unexpected = written - set(partitions)
             if unexpected:
                 raise ValueError(
@@ -182,9 +180,7 @@ class Lake:
             "bytes": size,
             "schema": json.loads(schema_json),
         }
-        self.store.put_bytes(
-            self._manifest_key(asset, partition), json.dumps(manifest).encode()
-        )
+        self.store.put_bytes(self._manifest_key(asset, partition), json.dumps(manifest).encode())
         if previous is not None:
             self.store.delete(previous["files"])
         return PartitionWrite(partition, version, rows, size, len(keys))
@@ -246,6 +242,13 @@ class Lake:
         self._read_stages.clear()
 
 
+def table_schema(schema: T.StructType) -> dg.TableSchema:
+    """A Spark schema as Dagster's column schema metadata (shown on the asset's page)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(f.name, f.dataType.simpleString()) for f in schema.fields]
+    )
+
+
 class LakeResource(dg.ConfigurableResource):
     """Where the lake lives; hands out a `Lake` for the run."""
 
@@ -279,9 +282,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     @staticmethod
     def _partitions(context: dg.OutputContext | dg.InputContext) -> list[str]:
-        return list(context.asset_partition_keys) if context.has_asset_partitions else [
-            UNPARTITIONED
-        ]
+        return (
+            list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
+        )
 
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
         asset = context.asset_key.to_python_identifier()
@@ -294,6 +297,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(
             {
                 "dagster/row_count": rows,
+                "dagster/column_schema": table_schema(obj.schema),
                 "bytes_written": sum(w.bytes for w in writes),
                 "partitions_written": len(writes),
                 "lake_uri": dg.MetadataValue.path(

@@ -118,7 +118,7 @@ def validate_sales(raw: DataFrame) -> DataFrame:
         F.col("source_key"),
         F.col("business_date"),
         (F.col("malformed") if "malformed" in raw.columns else F.lit(False)).alias("_malformed"),
-        *[F.col(c) for c in PASSTHROUGH if c in raw.columns],
+        *[_column(raw, c).cast(RAW_SALES_SCHEMA[c].dataType).alias(c) for c in PASSTHROUGH],
         # Untrimmed on purpose: the quarantine shows what the sender actually sent.
         F.to_json(
             F.struct(*[F.col(name) for name in SALES_CSV_COLUMNS]),
@@ -149,7 +149,6 @@ def validate_sales(raw: DataFrame) -> DataFrame:
     return typed.withColumn(REJECT_REASON, reason).select(
         *[field.name for field in RAW_SALES_SCHEMA.fields],
         "business_date",
-        *[c for c in PASSTHROUGH if c in raw.columns],
         REJECT_REASON,
         # Serialising every accepted row would cost a JSON encode per sale for nothing.
         F.when(F.col(REJECT_REASON).isNotNull(), F.col("_raw_json")).alias(RAW_RECORD),
@@ -163,11 +162,16 @@ def accepted_sales(validated: DataFrame) -> DataFrame:
     )
 
 
+def _column(df: DataFrame, name: str) -> Column:
+    """A column of df; a passthrough column absent from the input reads as null."""
+    return F.col(name) if name in df.columns or name not in PASSTHROUGH else F.lit(None)
+
+
 def quarantined_sales(validated: DataFrame) -> DataFrame:
     """The rejected rows with their reason, shaped as the quarantine stores them."""
     columns = {
         "source_key": F.col("source_key"),
-        "line_number": F.col("line_number") if "line_number" in validated.columns else F.lit(None),
+        "line_number": F.col("line_number"),
         "business_date": F.col("business_date"),
         "reason": F.col(REJECT_REASON),
         "raw_record": F.col(RAW_RECORD),

@@ -37,8 +37,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER = "customer_id,store_id,product_name,sales_date,sales_person_id,price,quantity,total_cost\n"
 
 
-def _row(customer=1, store=121, product="Sugar", day=DAY, seller=1, price="10.00", qty=2,
-         total=None) -> str:
+def _row(
+    customer=1, store=121, product="Sugar", day=DAY, seller=1, price="10.00", qty=2, total=None
+) -> str:
     total = total if total is not None else f"{Decimal(price) * qty:.2f}"
     return f"{customer},{store},{product},{day},{seller},{price},{qty},{total}\n"
 
@@ -55,8 +56,11 @@ class Platform:
         self.spark = spark
         self.instance = instance
         with dg.build_resources(
-            {k: v for k, v in build_resources(settings).items() if k in ("landing", "lake",
-                                                                        "warehouse_db")}
+            {
+                k: v
+                for k, v in build_resources(settings).items()
+                if k in ("landing", "lake", "warehouse_db")
+            }
         ) as res:
             self.store = res.landing.open()
             self.lake = Lake(res.lake.store.open())
@@ -70,8 +74,9 @@ class Platform:
         return sorted(o.key for o in self.store.list(prefix))
 
     def run(self, first: date = DAY, last: date | None = None, **kwargs):
-        return materialize_assets(self.settings, [raw_sales], first, last,
-                                  instance=self.instance, **kwargs)
+        return materialize_assets(
+            self.settings, [raw_sales], first, last, instance=self.instance, **kwargs
+        )
 
     def rows(self, asset: str = "raw_sales", day: date = DAY) -> list[dict]:
         df, _ = self.lake.read(self.spark, asset, [day.isoformat()])
@@ -86,7 +91,9 @@ class Platform:
     def sensor_tick(self, cursor: str | None):
         defs = build_definitions(self.settings)
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=cursor, definitions=defs,
+            instance=self.instance,
+            cursor=cursor,
+            definitions=defs,
             resources={"landing": build_resources(self.settings)["landing"]},
         )
         return landing_sensor.evaluate_tick(context)
@@ -171,7 +178,9 @@ def test_1500_keys_are_listed_past_one_page(platform):
         platform.put(f"sales_data/{day}/part-{n:05d}.csv", _csv(_row(day=day, customer=n + 1)))
     result = platform.sensor_tick(None)
     assert sorted(r.partition_key for r in result.run_requests) == [
-        "2023-03-01", "2023-03-02", "2023-03-03"
+        "2023-03-01",
+        "2023-03-02",
+        "2023-03-03",
     ]
     files = {e.partition: e.metadata["files"].value for e in result.asset_events}
     assert files == {"2023-03-01": 500, "2023-03-02": 500, "2023-03-03": 500}
@@ -210,8 +219,11 @@ def test_hostile_key_is_stored_verbatim_in_the_ledger(platform):
         ("missing_column.csv", _csv(header="customer_id,store_id\n"), "missing mandatory"),
         ("zero_byte.csv", b"", "zero bytes"),
         ("header_only.csv", HEADER.encode(), "header only"),
-        ("latin1.csv", _csv(_row(product="Caf\xe9 Latte")).replace("é".encode(), b"\xe9"),
-         "not UTF-8"),
+        (
+            "latin1.csv",
+            _csv(_row(product="Caf\xe9 Latte")).replace("é".encode(), b"\xe9"),
+            "not UTF-8",
+        ),
         ("not_a_csv.csv", b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8"),
     ],
 )
@@ -232,14 +244,25 @@ def test_unreadable_file_is_rejected_and_the_others_still_load(platform, name, b
 
 def test_bad_rows_of_every_kind_are_quarantined_with_reason_and_line(platform):
     with dg.build_resources({"source_db": build_resources(platform.settings)["source_db"]}) as r:
-        summary = generate(platform.store, r.source_db.engine(), start_date=DAY, days=1,
-                           rows_per_day=2000, seed=5, bad_row_fraction=0.05, progress=False)
+        summary = generate(
+            platform.store,
+            r.source_db.engine(),
+            start_date=DAY,
+            days=1,
+            rows_per_day=2000,
+            seed=5,
+            bad_row_fraction=0.05,
+            progress=False,
+        )
     assert set(summary.bad_row_kinds) == set(BAD_ROW_KINDS)
     extra = f"sales_data/{DAY}/extra.csv"
-    platform.put(extra, _csv(
-        "x,121,Sugar,2023-03-14,1,1.00,1,1.00,a,b\n",  # one field too many
-        header=HEADER.rstrip("\n") + ",note\n",
-    ))
+    platform.put(
+        extra,
+        _csv(
+            "x,121,Sugar,2023-03-14,1,1.00,1,1.00,a,b\n",  # one field too many
+            header=HEADER.rstrip("\n") + ",note\n",
+        ),
+    )
     result = platform.run()
     assert result.success
     quarantine = platform.rows("raw_sales_quarantine")
@@ -259,10 +282,14 @@ def test_bad_rows_of_every_kind_are_quarantined_with_reason_and_line(platform):
 
 
 def test_reordered_and_extra_columns_are_matched_by_name(platform):
-    header = "total_cost,quantity,price,sales_person_id,sales_date,product_name,store_id," \
-             "customer_id,channel\n"
-    platform.put(f"sales_data/{DAY}/reordered.csv",
-                 _csv(f"20.00,2,10.00,3,{DAY},Sugar,122,9,web\n", header=header))
+    header = (
+        "total_cost,quantity,price,sales_person_id,sales_date,product_name,store_id,"
+        "customer_id,channel\n"
+    )
+    platform.put(
+        f"sales_data/{DAY}/reordered.csv",
+        _csv(f"20.00,2,10.00,3,{DAY},Sugar,122,9,web\n", header=header),
+    )
     platform.run()
     [row] = platform.rows()
     assert (row["customer_id"], row["store_id"], row["sales_person_id"]) == (9, 122, 3)
@@ -280,8 +307,9 @@ def test_undated_key_goes_to_the_error_prefix_and_today_works(platform):
     errors = platform.keys("sales_data_error/")
     assert "sales_data_error/undated/no_date_here.csv" in errors
     assert "sales_data_error/1999-01-01/1999-01-01/too_old.csv" in errors
-    manifest = json.loads(platform.store.get_bytes("sales_data_error/undated/no_date_here.csv"
-                                                   ".reason.json"))
+    manifest = json.loads(
+        platform.store.get_bytes("sales_data_error/undated/no_date_here.csv.reason.json")
+    )
     assert "no business date" in manifest["reason"]
 
 
@@ -308,14 +336,23 @@ KILL_SCRIPT = textwrap.dedent(
 
 def test_run_killed_after_lake_write_then_rerun_equals_a_clean_run(platform, tmp_path):
     with dg.build_resources({"source_db": build_resources(platform.settings)["source_db"]}) as r:
-        summary = generate(platform.store, r.source_db.engine(), start_date=DAY, days=1,
-                           rows_per_day=300, seed=3, files_per_day=2, bad_row_fraction=0.02,
-                           progress=False)
+        summary = generate(
+            platform.store,
+            r.source_db.engine(),
+            start_date=DAY,
+            days=1,
+            rows_per_day=300,
+            seed=3,
+            files_per_day=2,
+            bad_row_fraction=0.02,
+            progress=False,
+        )
     script = tmp_path / "killed_run.py"
     script.write_text(KILL_SCRIPT.format(y=DAY.year, m=DAY.month, d=DAY.day))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    killed = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
-                            timeout=300)
+    killed = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, timeout=300
+    )
     assert killed.returncode == 17, killed.stderr.decode()[-2000:]
     assert len(platform.keys("sales_data/")) == 2  # nothing archived
     assert {e["status"] for e in platform.ledger.entries()} == {"I"}
@@ -333,3 +370,19 @@ def test_run_killed_after_lake_write_then_rerun_equals_a_clean_run(platform, tmp
     # One current version per partition: the killed run's files were replaced, not added to.
     manifest = platform.lake.manifest("raw_sales", DAY.isoformat())
     assert manifest["rows"] == summary.accepted_rows
+
+
+def test_unreconciled_rows_block_the_day_and_publish_nothing(platform):
+    platform.put(f"sales_data/{DAY}/a.csv", _csv(_row(customer=1)))
+    platform.run()
+    # A bare CR ends a line for Spark's reader but not for the byte count: rows don't add up.
+    platform.put(f"sales_data/{DAY}/b.csv", _csv(_row(customer=2).replace("\n", "\r") + _row()))
+    result = platform.run(raise_on_error=False)
+    assert not result.success
+    [evaluation] = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "rows_reconcile"
+    ]
+    assert not evaluation.passed
+    assert [r["customer_id"] for r in platform.rows()] == [1]  # the previous day stands
+    assert platform.keys("sales_data/") == [f"sales_data/{DAY}/b.csv"]
+    assert platform.ledger_by_key()[f"sales_data/{DAY}/b.csv"][0]["status"] == "A"

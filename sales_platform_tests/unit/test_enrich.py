@@ -32,6 +32,7 @@ def _sale(key, customer_id=1, store_id=1, sales_person_id=1, product="oats", ext
         Decimal("5.00"),
         extra,
         key,
+        1,
     )
 
 

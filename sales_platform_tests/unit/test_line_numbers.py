@@ -26,8 +26,10 @@ def small_splits(spark, monkeypatch):
     """Splits of 64 KiB instead of 128 MiB, so a small file spans many tasks."""
     monkeypatch.setattr(landing, "FILE_SPLIT_BYTES", SPLIT)
     monkeypatch.setattr(landing, "_CHUNK", 8 * 1024)
-    previous = {k: spark.conf.get(k) for k in
-                ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")}
+    previous = {
+        k: spark.conf.get(k)
+        for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+    }
     for key in previous:
         spark.conf.set(key, str(SPLIT))
     yield

@@ -35,6 +35,7 @@ def _line(total: str, customer_id=1, store_id=1, seller=1, day=MARCH):
         amount,
         None,
         "k",
+        1,
         True,
         True,
         True,

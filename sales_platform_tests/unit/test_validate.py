@@ -20,8 +20,11 @@ INPUT_SCHEMA = T.StructType(
         T.StructField("additional_column", T.StringType(), True),
         T.StructField("source_key", T.StringType(), True),
         T.StructField("business_date", T.DateType(), True),
+        T.StructField("malformed", T.BooleanType(), True),
+        T.StructField("line_number", T.LongType(), True),
     ]
 )
+MALFORMED = "__malformed"
 
 GOOD = {
     "customer_id": "11",
@@ -37,6 +40,8 @@ GOOD = {
 # (test id, overrides of the good row, expected reason); one row per case, validated in one pass.
 CASES: list[tuple[str, dict[str, str | None], str | None]] = [
     ("good", {}, None),
+    ("malformed_extra_field", {MALFORMED: True}, v.MALFORMED_ROW),
+    ("order_malformed_first", {MALFORMED: True, "customer_id": "x"}, v.MALFORMED_ROW),
     (
         "good_leading_zero_and_whole_amounts",
         {"customer_id": "007", "price": "2", "total_cost": "6"},
@@ -98,6 +103,8 @@ def _row(case_id: str, overrides: dict[str, str | None]) -> tuple:
         None,
         case_id,  # source_key doubles as the case id, to find each row again
         BUSINESS_DATE,
+        bool(values.get(MALFORMED)),
+        len(case_id),
     )
 
 
@@ -109,6 +116,7 @@ def validated(spark):
 
 def test_reason_codes_are_exported_in_rule_order():
     assert v.REASON_CODES == (
+        "malformed_row",
         "invalid_customer_id",
         "invalid_store_id",
         "invalid_sales_person_id",
@@ -167,7 +175,7 @@ def test_output_columns_and_types(spark):
 
 def test_whitespace_is_trimmed_and_additional_column_passes_through(spark):
     padded = {name: f" \t{value}\r " for name, value in GOOD.items()}
-    row = (*_row("padded", padded)[:8], '{"promo": " X "}', "padded", BUSINESS_DATE)
+    row = (*_row("padded", padded)[:8], '{"promo": " X "}', "padded", BUSINESS_DATE, False, 4)
     validated = v.validate_sales(spark.createDataFrame([row], INPUT_SCHEMA))
 
     [accepted] = v.accepted_sales(validated).collect()
@@ -182,6 +190,7 @@ def test_whitespace_is_trimmed_and_additional_column_passes_through(spark):
         "total_cost": Decimal("637.50"),
         "additional_column": '{"promo": " X "}',
         "source_key": "padded",
+        "line_number": 4,
     }
 
 

@@ -1,13 +1,14 @@
 """Dimensions: snapshots of the master data tables kept in MySQL by the business."""
 
-
 import dagster as dg
 import sqlalchemy as sa
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 
 from sales_platform.schemas import SOURCE_SPARK_SCHEMAS, SOURCE_TABLES
+from sales_platform.storage.crypto import KeyringResource
 from sales_platform.storage.database import Database
+from sales_platform.transforms.pii import PII_SPECS, encrypt_records
 
 _DESCRIPTIONS = {
     "customers": "Snapshot of the customer master (table `customer`): who buys, and how to "
@@ -25,23 +26,48 @@ _SOURCE_TABLE = {
 }
 
 
+def _rows(source_db: Database, table_name: str) -> list[dict]:
+    with source_db.engine().connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(SOURCE_TABLES[table_name])).mappings()]
+
+
 def snapshot_asset(name: str) -> dg.AssetsDefinition:
     table_name = _SOURCE_TABLE[name]
-
-    @dg.asset(
+    schema = SOURCE_SPARK_SCHEMAS[table_name]
+    spec = PII_SPECS.get(name)
+    decorate = dg.asset(
         name=name,
         group_name="dimensions",
         io_manager_key="lake_io_manager",
         kinds={"mysql", "spark", "parquet"},
         description=_DESCRIPTIONS[name],
     )
-    def _snapshot(pyspark: LazyPySparkResource, source_db: Database) -> DataFrame:
-        table = SOURCE_TABLES[table_name]
-        with source_db.engine().connect() as conn:
-            rows = [dict(r) for r in conn.execute(sa.select(table)).mappings()]
-        return pyspark.spark_session.createDataFrame(rows, SOURCE_SPARK_SCHEMAS[table_name])
 
-    return _snapshot
+    if spec is None:
+
+        @decorate
+        def _snapshot(pyspark: LazyPySparkResource, source_db: Database) -> DataFrame:
+            return pyspark.spark_session.createDataFrame(_rows(source_db, table_name), schema)
+
+        return _snapshot
+
+    # Only the snapshots holding personal data get the key.
+    @decorate
+    def _pii_snapshot(
+        pyspark: LazyPySparkResource, source_db: Database, pii_keys: KeyringResource
+    ) -> dg.Output[DataFrame]:
+        # Encrypted field by field before it reaches Spark or the lake.
+        cipher = pii_keys.keyring().field_cipher()
+        rows = encrypt_records(_rows(source_db, table_name), spec, cipher)
+        return dg.Output(
+            pyspark.spark_session.createDataFrame(rows, schema),
+            metadata={
+                "pii_columns_encrypted": ", ".join(spec.columns),
+                "pii_key_id": cipher.newest_key_id,
+            },
+        )
+
+    return _pii_snapshot
 
 
 dimension_assets = [snapshot_asset(name) for name in _SOURCE_TABLE]

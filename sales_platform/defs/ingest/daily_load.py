@@ -47,6 +47,8 @@ class FileOutcome:
     rows_accepted: int = 0
     rows_quarantined: int = 0
     reason: str | None = None  # set when the whole file is rejected
+    first_sales_date: date | None = None
+    last_sales_date: date | None = None
 
     @property
     def reconciles(self) -> bool:
@@ -151,11 +153,18 @@ def _count(spark: SparkSession, lake: Lake, load: DayLoad) -> None:
     accepted = (
         lake.read_staged(spark, load.accepted)
         .groupBy("source_key")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("total_cost").alias("total"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum("total_cost").alias("total"),
+            F.min("sales_date").alias("first"),
+            F.max("sales_date").alias("last"),
+        )
         .collect()
     )
     for row in accepted:
-        by_key[row.source_key].rows_accepted = row.n
+        outcome = by_key[row.source_key]
+        outcome.rows_accepted = row.n
+        outcome.first_sales_date, outcome.last_sales_date = row.first, row.last
         load.total_cost += row.total or Decimal("0")
     quarantined = (
         lake.read_staged(spark, load.quarantine).groupBy("source_key", "reason").count().collect()
@@ -188,8 +197,15 @@ def commit(
     for outcome in load.files:
         landed = outcome.landed
         if outcome.reason is not None:
-            move_to_error(store, landed.obj.key, landed.landing_key, landed.business_date,
-                          outcome.reason, landed.obj.etag, run_id)
+            move_to_error(
+                store,
+                landed.obj.key,
+                landed.landing_key,
+                landed.business_date,
+                outcome.reason,
+                landed.obj.etag,
+                run_id,
+            )
         elif not landed.archived:
             target = archive_key(landed.landing_key, landed.business_date)
             if store.move(landed.obj.key, target, if_etag=landed.obj.etag):

@@ -12,9 +12,12 @@ import dagster as dg
 from sales_platform.defs.ingest.daily_load import move_to_error
 from sales_platform.defs.jobs import daily_sales_job
 from sales_platform.defs.partitions import has_day
+from sales_platform.log_config import get_logger
 from sales_platform.schemas import LANDING_PREFIX
 from sales_platform.storage.landing import business_date_from_key
 from sales_platform.storage.object_store import ObjectStoreResource, StoredObject
+
+log = get_logger(__name__)
 
 # Listing is by LastModified at 1-second resolution and objects can appear late in a listing:
 # each tick looks this far behind its watermark; run keys make the overlap harmless.
@@ -79,7 +82,7 @@ def landing_sensor(
             by_day[day.isoformat()].append(obj)
             continue
         if move_to_error(store, obj.key, obj.key, day, reason, obj.etag, None):
-            context.log.warning(f"moved {obj.key!r} to the error prefix: {reason}")
+            log.warning(f"moved {obj.key!r} to the error prefix: {reason}")
 
     cutoff = (now - 2 * LOOKBACK).timestamp()
     recent = {k: t for k, t in recent.items() if t >= cutoff}
@@ -91,7 +94,12 @@ def landing_sensor(
         recent[run_key] = now.timestamp()
         keys = sorted(o.key for o in day_objects)
         run_requests.append(
-            dg.RunRequest(partition_key=day, run_key=run_key, tags={TRIGGER_TAG: "landing"})
+            dg.RunRequest(
+                partition_key=day,
+                run_key=run_key,
+                # Runs queue one at a time on a Spark host: the day's files go before backfills.
+                tags={TRIGGER_TAG: "landing", "dagster/priority": "1"},
+            )
         )
         events.append(
             dg.AssetMaterialization(

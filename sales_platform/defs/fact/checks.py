@@ -1,0 +1,106 @@
+"""Checks of `sales_enriched`, evaluated on the staged fact before it is published."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from sales_platform.defs.quality import QualityThresholds
+
+UNKNOWN_KEYS = "unknown_keys"
+TOTAL_MATCHES_RAW = "total_matches_raw_sales"
+NO_DUPLICATE_SALES = "no_duplicate_sales"
+BLOCKING = {UNKNOWN_KEYS, TOTAL_MATCHES_RAW, NO_DUPLICATE_SALES}
+DIMENSIONS = ("customer", "store", "sales_person", "product")
+
+CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        UNKNOWN_KEYS,
+        asset="sales_enriched",
+        blocking=True,
+        description="Sales whose customer, store, seller or product is unknown to the master "
+        "data: counted per dimension; fails above QualityThresholds.max_unknown_key_share.",
+    ),
+    dg.AssetCheckSpec(
+        TOTAL_MATCHES_RAW,
+        asset="sales_enriched",
+        blocking=True,
+        description="The fact's total_cost equals the accepted raw_sales total exactly, to the "
+        "cent, and it has as many rows: no sale lost or invented by the joins.",
+    ),
+    dg.AssetCheckSpec(
+        NO_DUPLICATE_SALES,
+        asset="sales_enriched",
+        blocking=True,
+        description="Each sale (source file, line) appears once.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class FactFigures:
+    rows: int
+    distinct_sales: int
+    total_cost: Decimal
+    unknown: dict[str, int]
+    raw_rows: int
+    raw_total_cost: Decimal
+
+
+def measure(fact: DataFrame, raw_sales: DataFrame) -> FactFigures:
+    """One aggregate over the staged fact, one over raw_sales: columnar reads of a few columns."""
+    fact_row = fact.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_distinct("source_key", "line_number").alias("distinct_sales"),
+        F.sum("total_cost").alias("total"),
+        *[F.sum((~F.col(f"{d}_known")).cast("int")).alias(d) for d in DIMENSIONS],
+    ).first()
+    raw_row = raw_sales.agg(F.count(F.lit(1)).alias("rows"), F.sum("total_cost")).first()
+    return FactFigures(
+        rows=fact_row["rows"],
+        distinct_sales=fact_row["distinct_sales"],
+        total_cost=fact_row["total"] or Decimal("0"),
+        unknown={d: fact_row[d] or 0 for d in DIMENSIONS},
+        raw_rows=raw_row[0],
+        raw_total_cost=raw_row[1] or Decimal("0"),
+    )
+
+
+def fact_checks(figures: FactFigures, quality: QualityThresholds) -> list[dg.AssetCheckResult]:
+    shares = {d: (n / figures.rows if figures.rows else 0.0) for d, n in figures.unknown.items()}
+    too_many = [d for d, share in shares.items() if share > quality.max_unknown_key_share]
+    return [
+        dg.AssetCheckResult(
+            check_name=UNKNOWN_KEYS,
+            passed=not too_many,
+            metadata={
+                **{f"unknown_{d}": n for d, n in figures.unknown.items()},
+                **{f"unknown_{d}_share": s for d, s in shares.items()},
+                "max_share": quality.max_unknown_key_share,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=TOTAL_MATCHES_RAW,
+            passed=figures.total_cost == figures.raw_total_cost
+            and figures.rows == figures.raw_rows,
+            metadata={
+                "fact_total_cost": dg.MetadataValue.text(str(figures.total_cost)),
+                "raw_sales_total_cost": dg.MetadataValue.text(str(figures.raw_total_cost)),
+                "fact_rows": figures.rows,
+                "raw_sales_rows": figures.raw_rows,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=NO_DUPLICATE_SALES,
+            passed=figures.rows == figures.distinct_sales,
+            metadata={
+                "rows": figures.rows,
+                "distinct_sales": figures.distinct_sales,
+                "duplicates": figures.rows - figures.distinct_sales,
+            },
+        ),
+    ]

@@ -1,0 +1,499 @@
+"""The production stack run the way an auditor would want it, once, then checked from every side.
+
+Setup (as an administrator): a fresh MariaDB database with the tables (`ddl.create_tables`),
+generated data with hostile values planted (a customer named `Robert'); DROP TABLE customer;--`,
+a product name and a landing file name full of quotes, semicolons and non-ASCII), and the
+least-privilege runtime user from `deploy/mysql/runtime_user.sql`. The pipeline then runs as that
+user, its URL given as an `enc:` token, the master key from the environment, the lake on S3
+(moto), with every log line and byte written to stdout / stderr captured.
+
+Checks: the run succeeds with the runtime user, who cannot DROP, CREATE or ALTER; the hostile
+values reach the mart verbatim; no phone number, name, address, password or key appears in the
+logs, the Dagster event log (asset metadata included), the instance's files, or any object in the
+bucket (Parquet decoded column by column); every object carries server-side encryption.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import io
+import json
+import logging
+import os
+import secrets
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from dagster._serdes import serialize_value
+from sqlalchemy.engine import URL, make_url
+
+from sales_platform.cli import materialize
+from sales_platform.generate import generate
+from sales_platform.schemas import (
+    customer_table,
+    customers_data_mart_table,
+    product_table,
+    sales_team_table,
+    store_table,
+)
+from sales_platform.settings import Settings
+from sales_platform.storage import ddl
+from sales_platform.storage.ciphers import Keyring, _derive_pii_key
+from sales_platform.storage.crypto import generate_master_key
+from sales_platform.storage.object_store import S3ObjectStore
+from sales_platform_tests.conftest import MARIADB_ADMIN_URL, _mariadb_engine
+
+pytestmark = pytest.mark.integration
+
+START, END = date(2023, 3, 1), date(2023, 3, 2)
+MONTH = date(2023, 3, 1)
+HOSTILE_NAME = "Robert'); DROP TABLE customer;--"
+HOSTILE_ADDRESS = 'Flat 7 "B", O\'Hara Rd;\n`x` %s :name \\ 東京 👩‍💻'
+HOSTILE_PHONE = "+91 9'0;--\"7"
+HOSTILE_PRODUCT = 'Tea "Masala"; DROP TABLE product;-- ✓'
+HOSTILE_KEY = "sales_data/2023-03-01/O'Brien; DROP TABLE product_staging_table;-- ünï €.csv"
+
+
+@dataclass
+class SecuredRun:
+    admin: sa.Engine
+    database: str
+    runtime_url: str
+    bucket: str
+    client: object
+    instance: dg.DagsterInstance
+    results: list
+    captured: str
+    data_dir: Path
+    hostile_customer: int
+    secrets: list[str] = field(default_factory=list)
+    needles: set[str] = field(default_factory=set)  # PII: never in plaintext outside the mart
+    cells: set[str] = field(default_factory=set)  # PII values, compared whole to stored cells
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+        if record.exc_info:
+            self.lines.append(logging.Formatter().formatException(record.exc_info))
+
+
+@contextlib.contextmanager
+def _capture_everything(sink: Path):
+    """Python logging at INFO (SQLAlchemy's statement log included), sys.stdout / sys.stderr,
+    and the process's file descriptors 1 and 2 (the JVM and Spark's workers write there)."""
+    records = _Records()
+    root = logging.getLogger()
+    saved_levels = {
+        name: logging.getLogger(name).level for name in ("", "sqlalchemy.engine", "dagster")
+    }
+    root.addHandler(records)
+    root.setLevel(logging.INFO)
+    # INFO on sqlalchemy.engine logs every statement with its parameters unless they are hidden.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    out, err = io.StringIO(), io.StringIO()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(sink, "w+b") as fd_sink:
+        saved_fds = {fd: os.dup(fd) for fd in (1, 2)}
+        for fd in (1, 2):
+            os.dup2(fd_sink.fileno(), fd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                yield lambda: "\n".join(
+                    [
+                        *records.lines,
+                        out.getvalue(),
+                        err.getvalue(),
+                        sink.read_text("utf-8", "replace"),
+                    ]
+                )
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved_fds.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            root.removeHandler(records)
+            for name, level in saved_levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+def _b64_forms(raw: bytes) -> set[str]:
+    """The stretches of base64 text that `raw` produces at any alignment (std and url-safe)."""
+    forms = set()
+    for pad in range(3):
+        text = base64.b64encode(b"\0" * pad + raw + b"\0\0").decode()
+        inner = text[4:-8]  # drop chars that mix with the neighbours
+        forms |= {inner, inner.replace("+", "-").replace("/", "_")}
+    return {f for f in forms if len(f) >= 16}
+
+
+def _plant_hostile_values(admin_db: sa.Engine, store: S3ObjectStore) -> int:
+    with admin_db.begin() as conn:
+        customer_id = conn.execute(sa.select(sa.func.min(customer_table.c.customer_id))).scalar()
+        conn.execute(
+            customer_table.update()
+            .where(customer_table.c.customer_id == customer_id)
+            .values(first_name=HOSTILE_NAME, address=HOSTILE_ADDRESS, phone_number=HOSTILE_PHONE)
+        )
+        product_id = conn.execute(sa.select(sa.func.max(product_table.c.id))).scalar() + 1
+        conn.execute(
+            product_table.insert().values(
+                id=product_id, name=HOSTILE_PRODUCT, current_price=Decimal("12.50")
+            )
+        )
+        store_id = conn.execute(sa.select(sa.func.min(store_table.c.id))).scalar()
+        seller_id = conn.execute(sa.select(sa.func.min(sales_team_table.c.id))).scalar()
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(
+        [
+            "customer_id",
+            "store_id",
+            "product_name",
+            "sales_date",
+            "sales_person_id",
+            "price",
+            "quantity",
+            "total_cost",
+        ]
+    )
+    writer.writerow(
+        [customer_id, store_id, HOSTILE_PRODUCT, "2023-03-01", seller_id, "12.50", 2, "25.00"]
+    )
+    store.put_bytes(HOSTILE_KEY, text.getvalue().encode("utf-8"))
+    return customer_id
+
+
+def _sensitive(admin_db: sa.Engine) -> tuple[set[str], set[str]]:
+    """(needles, cells): customer PII in plaintext, minus values that are public elsewhere
+    (a seller or store manager who shares a customer's name)."""
+    with admin_db.connect() as conn:
+        customers = conn.execute(sa.select(customer_table)).mappings().all()
+        public = set()
+        for row in conn.execute(sa.select(sales_team_table)).mappings():
+            first, last = row["first_name"], row["last_name"]
+            public |= {first, last, f"{first} {last}"}
+        for row in conn.execute(sa.select(store_table)).mappings():
+            public |= {row["store_manager_name"], row["address"]}
+        public |= set(conn.execute(sa.select(product_table.c.name)).scalars())
+    needles, cells = set(), set()
+    for c in customers:
+        full = f"{c['first_name']} {c['last_name']}"
+        needles |= {c["phone_number"], c["address"], full}
+        cells |= {c["first_name"], c["last_name"], c["phone_number"], c["address"], full}
+    needles = {n for n in needles if n and len(n) >= 8 and n not in public}
+    cells = {v for v in cells if v and v not in public}
+    return needles, cells
+
+
+@pytest.fixture(scope="module")
+def secured_run(spark, s3_endpoint, tmp_path_factory):
+    admin = _mariadb_engine()
+    database = f"sp_sec_{uuid.uuid4().hex[:10]}"
+    user = f"sp_rt_{uuid.uuid4().hex[:10]}"
+    bucket = f"sp-sec-{uuid.uuid4().hex[:10]}"
+    tmp = tmp_path_factory.mktemp("secured")
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+    admin_db = sa.create_engine(f"{MARIADB_ADMIN_URL}/{database}?charset=utf8mb4")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    try:
+        ddl.create_tables(admin_db, admin_db)
+        generate(
+            S3ObjectStore(client, bucket),
+            admin_db,
+            start_date=START,
+            days=2,
+            rows_per_day=300,
+            seed=5,
+            files_per_day=2,
+            customers=40,
+            stores=2,
+            products=10,
+            sellers_per_store=2,
+            bad_file_fraction=0.25,
+            progress=False,
+        )
+        hostile_customer = _plant_hostile_values(admin_db, S3ObjectStore(client, bucket))
+        # A password with quotes and a percent sign: the grant binds it, the URL encodes it.
+        password = secrets.token_urlsafe(18) + "'\"%;"
+        ddl.grant_runtime_user(admin, user, password, database, database)
+        admin_url = make_url(MARIADB_ADMIN_URL)
+        runtime_url = URL.create(
+            "mysql+pymysql",
+            username=user,
+            password=password,
+            host=admin_url.host,
+            port=admin_url.port,
+            database=database,
+            query={"charset": "utf8mb4"},
+        ).render_as_string(hide_password=False)
+        master_key = generate_master_key()
+        token = Keyring.from_text(master_key).encrypt_secret(runtime_url)
+        environ = {
+            "SALES_PLATFORM_ENV": "prod",
+            "SALES_PLATFORM_DATA_DIR": str(tmp / "data"),
+            "SALES_PLATFORM_S3_BUCKET": bucket,
+            "SALES_PLATFORM_S3_ENDPOINT_URL": s3_endpoint,
+            "SALES_PLATFORM_SOURCE_DB_URL": token,
+            "SALES_PLATFORM_WAREHOUSE_DB_URL": token,
+            "SALES_PLATFORM_MASTER_KEY": master_key,
+        }
+        needles, cells = _sensitive(admin_db)
+        with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as stack:
+            for key, value in environ.items():
+                mp.setenv(key, value)
+            settings = Settings.from_env()
+            instance = stack.enter_context(dg.instance_for_test())
+            with _capture_everything(tmp / "fds.log") as captured:
+                results = materialize(START, END, settings=settings, instance=instance)
+                text = captured()
+            pii_key = _derive_pii_key(base64.urlsafe_b64decode(master_key))
+            yield SecuredRun(
+                admin=admin_db,
+                database=database,
+                runtime_url=runtime_url,
+                bucket=bucket,
+                client=client,
+                instance=instance,
+                results=results,
+                captured=text,
+                data_dir=tmp / "data",
+                hostile_customer=hostile_customer,
+                secrets=[master_key, password, *_b64_forms(pii_key)],
+                needles=needles,
+                cells=cells,
+            )
+    finally:
+        admin_db.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{database}`"))
+            conn.exec_driver_sql("DROP USER IF EXISTS %(user)s@'%%'", {"user": user})
+        admin.dispose()
+
+
+def _leaks(run: SecuredRun, text: str) -> list[str]:
+    found = [f"secret #{i}" for i, s in enumerate(run.secrets) if s in text]
+    found += [f"PII {n[:3]}…" for n in sorted(run.needles) if n in text]
+    return found
+
+
+def _objects(run: SecuredRun) -> list[str]:
+    keys = []
+    for page in run.client.get_paginator("list_objects_v2").paginate(Bucket=run.bucket):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def _string_cells(table: pa.Table):
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            yield from (v for v in column.to_pylist() if v is not None)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def test_the_pipeline_runs_as_the_least_privilege_user(secured_run):
+    assert [r.success for r in secured_run.results] == [True, True]
+    with secured_run.admin.connect() as conn:
+        rows = conn.execute(
+            sa.select(sa.func.count()).where(customers_data_mart_table.c.sales_date_month == MONTH)
+        ).scalar()
+    assert rows > 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE customers_data_mart",
+        "DROP TABLE customer",
+        "CREATE TABLE intruder (id INT)",
+        "ALTER TABLE product_staging_table ADD COLUMN x INT",
+        "TRUNCATE TABLE sales_team_data_mart",
+        "DELETE FROM customer",
+        "UPDATE customer SET phone_number = NULL",
+        "INSERT INTO product (id, name) VALUES (999999, 'x')",
+        "SELECT user, authentication_string FROM mysql.user",
+        "GRANT SELECT ON *.* TO CURRENT_USER()",
+    ],
+)
+def test_the_runtime_user_cannot_change_the_schema_or_the_source(secured_run, statement):
+    engine = sa.create_engine(secured_run.runtime_url)
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as info, engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+        assert info.value.orig.args[0] in (1044, 1045, 1142, 1143, 1227, 1410)  # denied
+    finally:
+        engine.dispose()
+    with secured_run.admin.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(customer_table)).scalar() > 0
+
+
+# --- hostile values ----------------------------------------------------------------------------
+
+
+def test_hostile_values_reach_the_mart_verbatim(secured_run):
+    with secured_run.admin.connect() as conn:
+        last = conn.execute(
+            sa.select(customer_table.c.last_name).where(
+                customer_table.c.customer_id == secured_run.hostile_customer
+            )
+        ).scalar()
+        mart = (
+            conn.execute(
+                sa.select(customers_data_mart_table).where(
+                    customers_data_mart_table.c.customer_id == secured_run.hostile_customer,
+                    customers_data_mart_table.c.sales_date_month == MONTH,
+                )
+            )
+            .mappings()
+            .one()
+        )
+        # The source tables are intact: the name was data, never SQL.
+        assert conn.execute(sa.select(sa.func.count()).select_from(customer_table)).scalar() == 40
+    assert mart["full_name"] == f"{HOSTILE_NAME} {last}"
+    assert mart["address"] == HOSTILE_ADDRESS
+    assert mart["phone_number"] == HOSTILE_PHONE
+    assert mart["total_sales"] >= Decimal("25.00")
+
+
+def _enriched_rows_of(run: SecuredRun, source_key: str) -> list[dict]:
+    rows = []
+    for key in _objects(run):
+        if key.startswith("lake/sales_enriched/") and key.endswith(".parquet"):
+            body = run.client.get_object(Bucket=run.bucket, Key=key)["Body"]
+            rows += pq.read_table(io.BytesIO(body.read())).to_pylist()
+    return [r for r in rows if r["source_key"] == source_key]
+
+
+def test_hostile_file_name_round_trips_verbatim(secured_run):
+    assert len(_enriched_rows_of(secured_run, HOSTILE_KEY)) == 1
+    ledger = ddl.metadata.tables[ddl.LEDGER_TABLE]
+    with secured_run.admin.connect() as conn:
+        keys = set(conn.execute(sa.select(ledger.c.object_key)).scalars())
+    assert HOSTILE_KEY in keys
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="landing.read_sales_csvs parses with from_csv without escape='\"': an RFC 4180 "
+    'doubled quote inside a quoted field is kept as "" (one-option fix in storage/landing.py)',
+)
+def test_hostile_field_value_with_double_quotes_round_trips_verbatim(secured_run):
+    [row] = _enriched_rows_of(secured_run, HOSTILE_KEY)
+    assert row["product_name"] == HOSTILE_PRODUCT and row["product_known"]
+
+
+# --- nothing leaked ---------------------------------------------------------------------------
+
+
+def test_the_scan_finds_pii_where_it_belongs(secured_run):
+    """Positive control: the mart is where names and phones are published, and the scan sees
+    them there; so its silence elsewhere means something."""
+    with secured_run.admin.connect() as conn:
+        mart = conn.execute(sa.select(customers_data_mart_table)).mappings().all()
+    assert _leaks(secured_run, json.dumps([dict(r) for r in mart], default=str))
+    assert secured_run.needles and secured_run.cells and len(secured_run.secrets) >= 4
+
+
+def test_logs_and_console_output_hold_no_pii_or_secret(secured_run):
+    assert HOSTILE_NAME not in secured_run.captured
+    assert len(secured_run.captured) > 1000  # the capture did capture
+    assert "[SQL parameters hidden due to hide_parameters=True]" in secured_run.captured
+    assert _leaks(secured_run, secured_run.captured) == []
+
+
+def test_event_log_and_asset_metadata_hold_no_pii_or_secret(secured_run):
+    instance = secured_run.instance
+    records = []
+    for run in instance.get_runs():
+        records.append(serialize_value(run))
+        records += [serialize_value(entry) for entry in instance.all_logs(run.run_id)]
+    assert len(records) > 50
+    text = "\n".join(records)
+    assert _leaks(secured_run, text) == []
+    # Whole string values (names are short): compared one by one.
+    strings = set()
+
+    def walk(value):
+        if isinstance(value, str):
+            strings.add(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for record in records:
+        walk(json.loads(record))
+    assert not strings & secured_run.cells
+    materialized = [
+        e for e in text.split("\n") if '"ASSET_MATERIALIZATION"' in e and "pii_key_id" in e
+    ]
+    assert materialized, "the customers snapshot reports which key encrypted it"
+    # The instance's own files (SQLite event log, run storage, compute logs).
+    for path in Path(instance.root_directory).rglob("*"):
+        if path.is_file():
+            assert _leaks(secured_run, path.read_bytes().decode("utf-8", "replace")) == [], path
+
+
+def test_no_object_in_the_bucket_holds_pii_or_secret_in_plaintext(secured_run):
+    keys = _objects(secured_run)
+    parquet = [k for k in keys if k.endswith(".parquet")]
+    assert any(k.startswith("lake/customers/") for k in parquet)
+    for key in keys:
+        data = secured_run.client.get_object(Bucket=secured_run.bucket, Key=key)["Body"].read()
+        assert _leaks(secured_run, data.decode("utf-8", "replace")) == [], key
+        if key.endswith(".parquet"):
+            # Compressed pages hide plaintext from a byte scan: decode every string cell.
+            cells = set(_string_cells(pq.read_table(io.BytesIO(data))))
+            assert not cells & secured_run.cells, key
+            assert _leaks(secured_run, "\n".join(cells)) == [], key
+    for path in secured_run.data_dir.rglob("*"):
+        if path.is_file():
+            assert _leaks(secured_run, path.read_bytes().decode("utf-8", "replace")) == [], path
+
+
+def test_customer_snapshot_holds_ciphertext_with_the_key_id(secured_run):
+    master_key = secured_run.secrets[0]
+    kid = Keyring.from_text(master_key).newest_key_id
+    rows = []
+    for key in _objects(secured_run):
+        if key.startswith("lake/customers/") and key.endswith(".parquet"):
+            body = secured_run.client.get_object(Bucket=secured_run.bucket, Key=key)["Body"]
+            rows += pq.read_table(io.BytesIO(body.read())).to_pylist()
+    assert len(rows) == 40
+    for row in rows:
+        for column in ("first_name", "last_name", "address", "pincode", "phone_number"):
+            assert row[column] is None or row[column].startswith(f"pii1:{kid}:"), column
+
+
+def test_every_object_is_encrypted_at_rest_by_s3(secured_run):
+    keys = _objects(secured_run)
+    prefixes = {k.split("/", 1)[0] for k in keys}
+    # The lake, and landing moves to the archive and error prefixes, all went through puts.
+    assert {"lake", "sales_data_processed", "sales_data_error"} <= prefixes
+    for key in keys:
+        head = secured_run.client.head_object(Bucket=secured_run.bucket, Key=key)
+        assert head.get("ServerSideEncryption") == "AES256", key

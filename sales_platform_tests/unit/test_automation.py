@@ -1,0 +1,293 @@
+"""The automation's decisions, on a test instance without Spark: which months the mart sensor
+refreshes and when it waits, what the month-end schedule asks for, when a day counts as overdue.
+
+Fact materializations are reported as runless events; in-flight work is a run or backfill record
+in the instance. The pipeline itself runs in the integration tests.
+"""
+
+import asyncio
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.definitions.freshness_evaluator import CronFreshnessPolicyEvaluator
+from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.test_utils import BasicLoadingContext, create_run_for_test, freeze_time
+
+from sales_platform.definitions import build_definitions
+from sales_platform.defs.automation_settings import AutomationSettings
+from sales_platform.defs.fact.freshness import due_days, files_due_policy
+from sales_platform.defs.marts.automation import (
+    MART_KEYS,
+    FactCursor,
+    marts_follow_fact,
+    months_between,
+    previous_month,
+)
+from sales_platform.settings import Settings
+from sales_platform.storage.object_store import LocalObjectStore
+
+FACT = dg.AssetKey("sales_enriched")
+
+
+def _defs(tmp_path, automation: AutomationSettings) -> dg.Definitions:
+    settings = Settings.from_env({"SALES_PLATFORM_DATA_DIR": str(tmp_path)})
+    defs = build_definitions(settings, automation)
+    # Resolved while an instance is current: Dagster otherwise reaches for the state storage of
+    # whichever test instance was created last, closed by now.
+    with dg.instance_for_test():
+        defs.get_repository_def()
+    return defs
+
+
+@pytest.fixture
+def defs(tmp_path):
+    return _defs(tmp_path, AutomationSettings())
+
+
+def _fact_days(instance: dg.DagsterInstance, *days: str) -> None:
+    for day in days:
+        instance.report_runless_asset_event(dg.AssetMaterialization(FACT, partition=day))
+
+
+def _tick(defs, instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return marts_follow_fact.evaluate_tick(context)
+
+
+def _requested(result) -> dict[str, dg.RunRequest]:
+    return {r.partition_key: r for r in result.run_requests}
+
+
+def test_a_batch_of_days_gives_one_refresh_per_month(defs):
+    with dg.instance_for_test() as instance:
+        _fact_days(instance, "2023-01-30", "2023-01-31", "2023-02-01", "2023-01-30")
+        result = _tick(defs, instance)
+
+        requests = _requested(result)
+        assert sorted(requests) == ["2023-01-01", "2023-02-01"]
+        for request in requests.values():
+            assert set(request.asset_selection) == set(MART_KEYS)
+            assert request.tags["sales_platform/final"] == "true"  # 2023 has closed
+        # The next tick has nothing new: no second refresh of the same batch.
+        again = _tick(defs, instance, result.cursor)
+        assert again.run_requests == [] and again.skip_message
+        # A rerun of one day refreshes only its month, under a new run key.
+        _fact_days(instance, "2023-02-01")
+        rerun = _requested(_tick(defs, instance, again.cursor))
+        assert list(rerun) == ["2023-02-01"]
+        assert rerun["2023-02-01"].run_key != requests["2023-02-01"].run_key
+
+
+def test_a_month_waits_for_its_in_flight_days(defs):
+    with dg.instance_for_test() as instance:
+        _fact_days(instance, "2023-01-05", "2023-02-03")
+        # Another day of January is still being loaded, as the landing sensor's runs are.
+        loading = create_run_for_test(
+            instance,
+            job_name="daily_sales_job",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "2023-01-06"},
+        )
+        first = _tick(defs, instance)
+        assert list(_requested(first)) == ["2023-02-01"]
+        assert "2023-01-01" in json.loads(first.cursor)["pending"]
+
+        still = _tick(defs, instance, first.cursor)
+        assert still.run_requests == [] and "2023-01-01" in still.skip_message
+
+        instance.report_run_failed(loading)  # finished, either way
+        after = _tick(defs, instance, still.cursor)
+        assert list(_requested(after)) == ["2023-01-01"]
+        assert json.loads(after.cursor)["pending"] == {}
+
+
+def test_a_month_waits_for_a_range_run_and_a_backfill(defs):
+    with dg.instance_for_test() as instance:
+        _fact_days(instance, "2023-03-10", "2023-04-10", "2023-05-10")
+        create_run_for_test(
+            instance,
+            job_name="__ASSET_JOB",
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            asset_selection={FACT},
+            tags={
+                "dagster/asset_partition_range_start": "2023-02-25",
+                "dagster/asset_partition_range_end": "2023-03-02",
+            },
+        )
+        instance.add_backfill(
+            PartitionBackfill.from_asset_partitions(
+                backfill_id="bf1",
+                asset_graph=defs.resolve_asset_graph(),
+                partition_names=["2023-04-20", "2023-04-21"],
+                asset_selection=[FACT],
+                backfill_timestamp=datetime.now(UTC).timestamp(),
+                tags={},
+                dynamic_partitions_store=instance,
+                all_partitions=False,
+                title=None,
+                description=None,
+                run_config=None,
+            )
+        )
+        result = _tick(defs, instance)
+        assert list(_requested(result)) == ["2023-05-01"]
+        assert sorted(json.loads(result.cursor)["pending"]) == ["2023-03-01", "2023-04-01"]
+
+
+def test_a_day_outside_the_partitions_does_not_fail_the_tick(defs):
+    with dg.instance_for_test() as instance:
+        _fact_days(instance, "2999-01-05", "2023-06-02")
+        result = _tick(defs, instance)
+        assert list(_requested(result)) == ["2023-06-01"]
+        assert json.loads(result.cursor)["pending"] == {}
+
+
+def test_cursor_stays_a_small_watermark(defs):
+    with dg.instance_for_test() as instance:
+        days = [(date(2023, 1, 1) + timedelta(days=i)).isoformat() for i in range(400)]
+        _fact_days(instance, *days)
+        busy = create_run_for_test(
+            instance,
+            job_name="monthly_marts_job",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={
+                "dagster/asset_partition_range_start": "2023-01-01",
+                "dagster/asset_partition_range_end": "2024-02-01",
+            },
+        )
+        result = _tick(defs, instance)
+        assert result.run_requests == []
+        cursor = FactCursor.parse(result.cursor)
+        assert len(cursor.pending) == 14  # Jan 2023 .. Feb 2024, all waiting on the mart run
+        assert len(result.cursor) < 1024
+        instance.report_run_failed(busy)
+        assert len(_tick(defs, instance, result.cursor).run_requests) == 14
+
+
+def test_months_between_crosses_years():
+    assert months_between("2023-11-15", "2024-02-01") == [
+        "2023-11-01",
+        "2023-12-01",
+        "2024-01-01",
+        "2024-02-01",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scheduled", "month"),
+    [
+        (datetime(2023, 3, 1, 2, tzinfo=UTC), "2023-02-01"),
+        (datetime(2024, 1, 1, 2, tzinfo=UTC), "2023-12-01"),
+        (datetime(2024, 3, 1, 2, tzinfo=UTC), "2024-02-01"),
+    ],
+)
+def test_month_end_schedule_requests_the_month_that_closed(defs, scheduled, month):
+    schedule = defs.resolve_schedule_def("month_end_marts")
+    assert schedule.cron_schedule == "0 2 1 * *"
+    assert schedule.execution_timezone == "UTC"
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=scheduled,
+            repository_def=defs.get_repository_def(),
+        )
+        (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == month
+    assert set(request.asset_selection) == set(MART_KEYS)
+    assert request.tags["sales_platform/final"] == "true"
+    assert previous_month(scheduled) == month
+
+
+def test_month_end_schedule_skips_before_the_first_month(defs):
+    schedule = defs.resolve_schedule_def("month_end_marts")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2023, 1, 1, 2, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        )
+        data = schedule.evaluate_tick(context)
+    assert not data.run_requests and data.skip_message
+
+
+def test_schedule_times_come_from_the_environment(tmp_path):
+    automation = AutomationSettings.from_env(
+        {"SALES_PLATFORM_MONTH_END_CRON": "30 5 2 * *", "SALES_PLATFORM_FILES_DUE_HOUR": "9"}
+    )
+    defs = _defs(tmp_path, automation)
+    assert defs.resolve_schedule_def("month_end_marts").cron_schedule == "30 5 2 * *"
+    assert defs.resolve_schedule_def("files_overdue_check").cron_schedule == "5 9-23 * * *"
+    policy = defs.resolve_asset_graph().get(dg.AssetKey("raw_sales")).freshness_policy
+    assert policy == files_due_policy(9)
+    with pytest.raises(ValueError, match="cron"):
+        AutomationSettings.from_env({"SALES_PLATFORM_MONTH_END_CRON": "monthly"})
+    with pytest.raises(ValueError, match="0..23"):
+        AutomationSettings.from_env({"SALES_PLATFORM_FILES_DUE_HOUR": "24"})
+
+
+def test_due_days_follow_the_deadline():
+    # Files of the 4th are due by 06:00 on the 5th.
+    assert due_days(datetime(2024, 5, 5, 5, 59, tzinfo=UTC), 6, 2) == [
+        date(2024, 5, 2),
+        date(2024, 5, 3),
+    ]
+    assert due_days(datetime(2024, 5, 5, 6, 0, tzinfo=UTC), 6, 2) == [
+        date(2024, 5, 3),
+        date(2024, 5, 4),
+    ]
+    assert due_days(datetime(2023, 1, 3, 7, tzinfo=UTC), 6, 7) == [
+        date(2023, 1, 1),
+        date(2023, 1, 2),
+    ]
+
+
+def test_raw_sales_is_overdue_when_nothing_loaded_before_the_deadline(defs):
+    node = defs.resolve_asset_graph().get(dg.AssetKey("raw_sales"))
+    assert node.freshness_policy == files_due_policy(6)
+
+    def state(instance, at: datetime) -> FreshnessState:
+        with freeze_time(at):
+            context = BasicLoadingContext(instance)
+            return asyncio.run(CronFreshnessPolicyEvaluator().evaluate_freshness(context, node))
+
+    with dg.instance_for_test() as instance:
+        with freeze_time(datetime(2024, 5, 5, 1, 30, tzinfo=UTC)):  # the 4th's files, on time
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization("raw_sales", partition="2024-05-04")
+            )
+        assert state(instance, datetime(2024, 5, 5, 7, tzinfo=UTC)) == FreshnessState.PASS
+        # No file for the 5th: by 06:00 on the 6th nothing was loaded for 24 hours.
+        assert state(instance, datetime(2024, 5, 6, 7, tzinfo=UTC)) == FreshnessState.FAIL
+
+
+def _check_result(defs, as_of: str) -> dg.AssetCheckEvaluation:
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("files_overdue_check_job").execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {"raw_sales_files_files_landed_on_time": {"config": {"as_of": as_of}}}
+            },
+        )
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_a_day_without_files_is_overdue_after_its_deadline(tmp_path):
+    defs = _defs(tmp_path, AutomationSettings(overdue_lookback_days=3))
+    store = LocalObjectStore(tmp_path / "bucket")
+    for day in ("2024-05-01", "2024-05-02", "2024-05-04"):
+        store.put_bytes(f"sales_data/{day}/sales_{day}_01.csv", b"customer_id\n1\n")
+    # Archived files count too: the 3rd was processed already.
+    store.put_bytes("sales_data_processed/2024-05-03/2024-05-03/sales_01.csv", b"x\n")
+
+    on_time = _check_result(defs, "2024-05-05T05:00:00+00:00")  # the 4th is not due yet
+    assert on_time.passed
+
+    store.delete(["sales_data_processed/2024-05-03/2024-05-03/sales_01.csv"])
+    late = _check_result(defs, "2024-05-06T06:05:00+00:00")
+    assert not late.passed
+    assert late.severity == dg.AssetCheckSeverity.ERROR
+    assert late.metadata["overdue_days"].value == ["2024-05-03", "2024-05-05"]
