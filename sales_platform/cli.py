@@ -136,7 +136,12 @@ def _generate(args: argparse.Namespace) -> None:
             bad_file_fraction=args.bad_file_fraction,
             progress=not args.quiet,
         )
-    print(summary)
+    print(
+        f"generated {len(summary.files)} file(s), {summary.rows} row(s), "
+        f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f}s "
+        f"({summary.mb_per_second:.0f} MB/s); {summary.bad_rows} bad row(s), "
+        f"{len(summary.bad_files)} bad file(s)"
+    )
 
 
 def _materialize(args: argparse.Namespace) -> None:

@@ -24,6 +24,8 @@ BASE_SPARK_CONF: dict[str, str] = {
     "spark.driver.extraJavaOptions": "-XX:+UseParallelGC -Duser.timezone=UTC",
     "spark.executor.extraJavaOptions": "-XX:+UseParallelGC -Duser.timezone=UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    # Progress bars interleave with Dagster's log lines; the UI shows progress instead.
+    "spark.ui.showConsoleProgress": "false",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 

@@ -23,7 +23,6 @@ from functools import partial
 
 import pyarrow as pa
 from py4j.protocol import Py4JJavaError
-from pyspark import StorageLevel
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -230,11 +229,10 @@ def decrypted_now(df: DataFrame, spec: PiiSpec, cipher: FieldCipher) -> DataFram
     """df with the spec's columns decrypted and every value checked now: a bad value fails
     here, with its own message, before anything is computed or published from it.
 
-    The plaintext is cached in executor memory, never spilled to disk by the cache; evicted
-    blocks are decrypted again from the lineage. For dimension snapshots (small).
+    A local checkpoint, not a cache: it is never reused by a later run in the same process
+    (each run decrypts, so checks, again) and Spark frees it once the run drops the DataFrame.
+    It stays in executor memory unless memory runs short (then Spark's local disk, like the
+    mart's own shuffle). For dimension snapshots (small).
     """
-    plain = decrypt_columns(df, spec, cipher).persist(StorageLevel.MEMORY_ONLY)
     with surface_pii_errors():
-        # The noop sink computes every column (nothing pruned), so every value is checked.
-        plain.write.format("noop").mode("overwrite").save()
-    return plain
+        return decrypt_columns(df, spec, cipher).localCheckpoint(eager=True)

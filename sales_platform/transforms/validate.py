@@ -66,7 +66,7 @@ RAW_RECORD = "raw_record"
 
 
 def _trimmed(name: str) -> Column:
-    return F.trim(F.col(name), F.lit(_WHITESPACE))
+    return F.btrim(F.col(name), F.lit(_WHITESPACE))
 
 
 def _positive_int(text: Column) -> Column:
