@@ -78,11 +78,19 @@ def run(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     with _resources(settings, "landing", "source_db") as res:
         summary = generate(
-            res.landing.open(), res.source_db.engine(), start_date=start, days=args.days,
-            rows_per_day=args.rows_per_day, seed=1, customers=args.customers, progress=False,
+            res.landing.open(),
+            res.source_db.engine(),
+            start_date=start,
+            days=args.days,
+            rows_per_day=args.rows_per_day,
+            seed=1,
+            customers=args.customers,
+            progress=False,
         )
-    print(f"data: {summary.bytes / 1e6:.0f} MB of CSV, {summary.rows:,} sales rows, "
-          f"{args.customers:,} customers")
+    print(
+        f"data: {summary.bytes / 1e6:.0f} MB of CSV, {summary.rows:,} sales rows, "
+        f"{args.customers:,} customers"
+    )
 
     # Spark's Python workers start on the first mapInArrow of a process (the mart's decryption:
     # nothing else in a run uses Python workers), so their start is a per-run cost of PII.
@@ -148,22 +156,26 @@ def run(args: argparse.Namespace) -> None:
 
         def driver_decrypt():
             for column in spec.columns:
-                cipher.decrypt_many(
-                    [r[column] for r in tokens], spec.aads(column, keys), column
-                )
+                cipher.decrypt_many([r[column] for r in tokens], spec.aads(column, keys), column)
 
         driver_decrypt_seconds = _median_seconds(driver_decrypt, args.repeat)
 
     pii_seconds = encrypt_seconds + decrypt_total + worker_start
     print(f"encrypt {values:,} values (customers + sales team): {encrypt_seconds:.2f} s")
-    print(f"customers snapshot read + decrypt {customer_values:,} values in Spark: "
-          f"{decrypt_total:.2f} s (read alone {read_seconds:.2f} s, decryption "
-          f"{decrypt_seconds:.2f} s); Python workers' start {worker_start:.2f} s")
-    print(f"PII encryption share of the run: {pii_seconds / run_seconds:.1%} "
-          f"({pii_seconds:.2f} s of {run_seconds:.1f} s; without the snapshot read the mart "
-          f"does anyway: {(pii_seconds - read_seconds) / run_seconds:.1%})")
-    print(f"cipher throughput on the driver: encrypt {values / encrypt_seconds:,.0f} values/s, "
-          f"decrypt {customer_values / driver_decrypt_seconds:,.0f} values/s")
+    print(
+        f"customers snapshot read + decrypt {customer_values:,} values in Spark: "
+        f"{decrypt_total:.2f} s (read alone {read_seconds:.2f} s, decryption "
+        f"{decrypt_seconds:.2f} s); Python workers' start {worker_start:.2f} s"
+    )
+    print(
+        f"PII encryption share of the run: {pii_seconds / run_seconds:.1%} "
+        f"({pii_seconds:.2f} s of {run_seconds:.1f} s; without the snapshot read the mart "
+        f"does anyway: {(pii_seconds - read_seconds) / run_seconds:.1%})"
+    )
+    print(
+        f"cipher throughput on the driver: encrypt {values / encrypt_seconds:,.0f} values/s, "
+        f"decrypt {customer_values / driver_decrypt_seconds:,.0f} values/s"
+    )
 
 
 if __name__ == "__main__":

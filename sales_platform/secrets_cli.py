@@ -157,12 +157,7 @@ def _status(args: argparse.Namespace) -> None:
     print(f"configured key ids (newest first): {', '.join(keyring.key_ids)}")
     for asset, counts in usage.items():
         print(f"{asset}: values by key id {counts}")
-    stale = {
-        kid
-        for counts in usage.values()
-        for kid in counts
-        if kid != keyring.newest_key_id
-    }
+    stale = {kid for counts in usage.values() for kid in counts if kid != keyring.newest_key_id}
     if stale:
         print(f"values still on older key id(s) {sorted(stale)}: run `secrets rotate`")
 
@@ -224,7 +219,5 @@ def add_db_commands(subparsers) -> None:
     grant.add_argument("--user", required=True)
     grant.add_argument("--host", default="%", help="host part of the account (default %%)")
     grant.add_argument("--source-db", default=None, help="default: the source URL's database")
-    grant.add_argument(
-        "--warehouse-db", default=None, help="default: the warehouse URL's database"
-    )
+    grant.add_argument("--warehouse-db", default=None, help="default: the warehouse URL's database")
     grant.set_defaults(func=_db_grant)

@@ -197,8 +197,9 @@ class Keyring:
         self._fernet = MultiFernet([Fernet(k) for k in keys])
         raws = [base64.urlsafe_b64decode(k) for k in keys]
         self.key_ids: tuple[str, ...] = tuple(_key_id(r) for r in raws)
-        self._pii_keys = [(kid, _derive_pii_key(raw)) for kid, raw in zip(self.key_ids, raws,
-                                                                          strict=True)]
+        self._pii_keys = [
+            (kid, _derive_pii_key(raw)) for kid, raw in zip(self.key_ids, raws, strict=True)
+        ]
 
     @classmethod
     def from_text(cls, text: str, source: str = MASTER_KEY_VAR) -> Keyring:

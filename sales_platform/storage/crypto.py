@@ -90,4 +90,3 @@ class KeyringResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail at resource start, with the reason, rather than in the middle of a step.
         self.keyring()
-

@@ -178,9 +178,7 @@ def reencrypt_columns(df: DataFrame, spec: PiiSpec, cipher: FieldCipher) -> Data
     _check(df, spec)
     with _py4j_quiet():
         return df.mapInArrow(
-            partial(
-                _map, fn=partial(_decrypt_batch, spec=spec, cipher=cipher, reencrypt=True)
-            ),
+            partial(_map, fn=partial(_decrypt_batch, spec=spec, cipher=cipher, reencrypt=True)),
             df.schema,
         )
 

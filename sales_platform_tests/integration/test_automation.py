@@ -173,12 +173,12 @@ def test_month_end_then_a_late_file_changes_the_incentive_winner(stack, spark):
             _run_day(defs, instance, day)
         # The month-end close, as the schedule fires on Feb 1st.
         schedule = defs.resolve_schedule_def("month_end_marts")
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2023, 2, 1, 2, tzinfo=UTC),
             repository_def=defs.get_repository_def(),
-        )
-        (close,) = schedule.evaluate_tick(context).run_requests
+        ) as context:
+            (close,) = schedule.evaluate_tick(context).run_requests
         assert close.partition_key == "2023-01-01"
         _execute(defs, instance, close)
         meta = _latest_metadata(instance, SALES_TEAM, "2023-01-01")

@@ -188,12 +188,15 @@ def test_month_end_schedule_requests_the_month_that_closed(defs, scheduled, mont
     schedule = defs.resolve_schedule_def("month_end_marts")
     assert schedule.cron_schedule == "0 2 1 * *"
     assert schedule.execution_timezone == "UTC"
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    # The context closes before the instance: it enters an instance of its own.
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=scheduled,
             repository_def=defs.get_repository_def(),
-        )
+        ) as context,
+    ):
         (request,) = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == month
     assert set(request.asset_selection) == set(MART_KEYS)
@@ -203,12 +206,14 @@ def test_month_end_schedule_requests_the_month_that_closed(defs, scheduled, mont
 
 def test_month_end_schedule_skips_before_the_first_month(defs):
     schedule = defs.resolve_schedule_def("month_end_marts")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2023, 1, 1, 2, tzinfo=UTC),
             repository_def=defs.get_repository_def(),
-        )
+        ) as context,
+    ):
         data = schedule.evaluate_tick(context)
     assert not data.run_requests and data.skip_message
 

@@ -19,8 +19,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {
-    ".venv", ".data", ".git", "__pycache__", ".ruff_cache", ".pytest_cache", "test-artifacts",
-    "spark-warehouse", "metastore_db", "node_modules",
+    ".venv",
+    ".data",
+    ".git",
+    "__pycache__",
+    ".ruff_cache",
+    ".pytest_cache",
+    "test-artifacts",
+    "spark-warehouse",
+    "metastore_db",
+    "node_modules",
 }
 SKIP_SUFFIXES = (".egg-info",)
 MAX_BYTES = 2_000_000
