@@ -42,6 +42,7 @@ from sqlalchemy.engine import URL, make_url
 from sales_platform.cli import materialize
 from sales_platform.generate import generate
 from sales_platform.schemas import (
+    SALES_CSV_COLUMNS,
     customer_table,
     customers_data_mart_table,
     product_table,
@@ -163,18 +164,7 @@ def _plant_hostile_values(admin_db: sa.Engine, store: S3ObjectStore) -> int:
         seller_id = conn.execute(sa.select(sa.func.min(sales_team_table.c.id))).scalar()
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(
-        [
-            "customer_id",
-            "store_id",
-            "product_name",
-            "sales_date",
-            "sales_person_id",
-            "price",
-            "quantity",
-            "total_cost",
-        ]
-    )
+    writer.writerow(SALES_CSV_COLUMNS)
     writer.writerow(
         [customer_id, store_id, HOSTILE_PRODUCT, "2023-03-01", seller_id, "12.50", 2, "25.00"]
     )
