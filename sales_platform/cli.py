@@ -82,8 +82,12 @@ def print_marts(month: date, settings: Settings | None = None, limit: int = 10) 
         with engine.connect() as conn:
             customers = conn.execute(
                 sa.select(
-                    cm.c.customer_id, cm.c.full_name, cm.c.total_sales, cm.c.coupon_tier,
-                    cm.c.discount_percent, cm.c.coupon_code,
+                    cm.c.customer_id,
+                    cm.c.full_name,
+                    cm.c.total_sales,
+                    cm.c.coupon_tier,
+                    cm.c.discount_percent,
+                    cm.c.coupon_code,
                 )
                 .where(cm.c.sales_date_month == month.replace(day=1))
                 .order_by(cm.c.total_sales.desc(), cm.c.customer_id)
@@ -96,14 +100,20 @@ def print_marts(month: date, settings: Settings | None = None, limit: int = 10) 
             ).one()
             sellers = conn.execute(
                 sa.select(
-                    sm.c.store_id, sm.c.sales_rank, sm.c.sales_person_id, sm.c.full_name,
-                    sm.c.total_sales, sm.c.incentive,
+                    sm.c.store_id,
+                    sm.c.sales_rank,
+                    sm.c.sales_person_id,
+                    sm.c.full_name,
+                    sm.c.total_sales,
+                    sm.c.incentive,
                 )
                 .where(sm.c.sales_month == f"{month:%Y-%m}")
                 .order_by(sm.c.store_id, sm.c.sales_rank, sm.c.sales_person_id)
             ).all()
-    print(f"\ncustomers_data_mart {month:%Y-%m}: {customer_count[0]} customers, "
-          f"total {customer_count[1]} (top {limit})")
+    print(
+        f"\ncustomers_data_mart {month:%Y-%m}: {customer_count[0]} customers, "
+        f"total {customer_count[1]} (top {limit})"
+    )
     _table(["customer_id", "full_name", "total_sales", "tier", "discount_%", "coupon"], customers)
     print(f"\nsales_team_data_mart {month:%Y-%m}: {len(sellers)} sellers")
     _table(["store_id", "rank", "seller_id", "full_name", "total_sales", "incentive"], sellers)

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from sales_platform.defs.automation_settings import AutomationSettings
 from sales_platform.defs.dimensions.assets import dimension_assets
 from sales_platform.defs.dimensions.checks import dimension_checks
 from sales_platform.defs.fact.assets import sales_enriched
@@ -16,11 +15,9 @@ from sales_platform.defs.resources import build_resources
 from sales_platform.settings import Settings
 
 
-def build_definitions(
-    settings: Settings | None = None, automation: AutomationSettings | None = None
-) -> dg.Definitions:
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    automation = automation or AutomationSettings.from_env()
+    automation = settings.automation
     overdue = build_files_overdue(automation)
     return dg.Definitions(
         assets=[

@@ -18,10 +18,18 @@ MARIADB_ADMIN_URL = os.environ.get(
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(tmp_path_factory):
     from sales_platform.storage.spark import build_spark_session
 
-    session = build_spark_session(master="local[2]", shuffle_partitions=2, ui_enabled=False)
+    # Scratch (shuffle, spill, disk-cached blocks) under pytest's tmp, where the security tests
+    # can scan it.
+    scratch = tmp_path_factory.mktemp("spark-scratch")
+    session = build_spark_session(
+        master="local[2]",
+        shuffle_partitions=2,
+        ui_enabled=False,
+        extra_conf={"spark.local.dir": str(scratch)},
+    )
     yield session
     session.stop()
 

@@ -237,7 +237,10 @@ def read_sales_csvs(spark: SparkSession, files: list[StagedFile]) -> DataFrame:
         data = lines.where(
             ~((F.col("split_start") == 0) & (F.col("line_in_split") == 0)) & (F.col("value") != "")
         )
-        parsed = F.from_csv(F.col("value"), _ddl([*header, _EXTRA_FIELD]), {"mode": "PERMISSIVE"})
+        # RFC 4180: a quote inside a quoted field is doubled (Spark's default escape is `\`).
+        parsed = F.from_csv(
+            F.col("value"), _ddl([*header, _EXTRA_FIELD]), {"mode": "PERMISSIVE", "escape": '"'}
+        )
         extras = [c for c in header if c not in SALES_CSV_COLUMNS]
         row = data.select(parsed.alias("r"), "file_index", "split_start", "line_in_split")
         additional = (

@@ -92,8 +92,14 @@ class Ledger:
         )
 
     def reject(self, version: FileVersion, reason: str, rows_read: int | None = None) -> None:
-        self._finish(version, status=REJECTED, reason=reason, rows_read=rows_read,
-                     rows_accepted=0, rows_quarantined=0)
+        self._finish(
+            version,
+            status=REJECTED,
+            reason=reason,
+            rows_read=rows_read,
+            rows_accepted=0,
+            rows_quarantined=0,
+        )
 
     def archived(self, version: FileVersion, archived_key: str) -> None:
         self._finish(version, archived_key=archived_key)

@@ -169,8 +169,14 @@ class LocalObjectStore:
 class S3ObjectStore:
     """A bucket (and optional key prefix) reached through boto3."""
 
-    def __init__(self, client, bucket: str, prefix: str = "", sse: str | None = "AES256",
-                 sse_kms_key_id: str | None = None):
+    def __init__(
+        self,
+        client,
+        bucket: str,
+        prefix: str = "",
+        sse: str | None = "AES256",
+        sse_kms_key_id: str | None = None,
+    ):
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -203,9 +209,7 @@ class S3ObjectStore:
         objects = get_objects(
             self.bucket, self._key(prefix), since_last_modified=since, client=self.client
         )
-        return [
-            self._object(o["Key"], o["Size"], o["ETag"], o["LastModified"]) for o in objects
-        ]
+        return [self._object(o["Key"], o["Size"], o["ETag"], o["LastModified"]) for o in objects]
 
     def head(self, key: str) -> StoredObject | None:
         try:

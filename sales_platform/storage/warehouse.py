@@ -85,9 +85,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         ensure_tables(engine, [table])
         # Marts are small (a row per customer or seller and month): collected, Decimals intact.
         rows = [row.asDict() for row in obj.toLocalIterator()]
-        deleted = replace_window(
-            engine, table, column, context.asset_partitions_time_window, rows
-        )
+        deleted = replace_window(engine, table, column, context.asset_partitions_time_window, rows)
         context.add_output_metadata(
             {
                 "dagster/row_count": len(rows),
@@ -101,9 +99,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         table, column = self._target(context)
         query = sa.select(table)
         if context.has_asset_partitions:
-            query = query.where(
-                _window_filter(table, column, context.asset_partitions_time_window)
-            )
+            query = query.where(_window_filter(table, column, context.asset_partitions_time_window))
         with self.database.engine().connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         return self.pyspark.spark_session.createDataFrame(rows, MART_SPARK_SCHEMAS[table.name])

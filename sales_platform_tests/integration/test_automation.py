@@ -8,6 +8,7 @@ concurrency tests live beside this file and share its helpers.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,7 +19,6 @@ import sqlalchemy as sa
 
 from sales_platform.cli import _resources
 from sales_platform.definitions import build_definitions
-from sales_platform.defs.automation_settings import AutomationSettings
 from sales_platform.defs.ingest.sensors import landing_sensor
 from sales_platform.defs.marts.automation import MART_KEYS, marts_follow_fact
 from sales_platform.generate import generate
@@ -31,7 +31,7 @@ from sales_platform.schemas import (
     product_table,
     sales_team_data_mart_table,
 )
-from sales_platform.settings import Settings
+from sales_platform.settings import AutomationSettings, Settings
 from sales_platform_tests.oracle import expected_marts
 
 FACT = dg.AssetKey("sales_enriched")
@@ -54,7 +54,9 @@ def stack(tmp_path, monkeypatch):
 
 def definitions_from_env() -> dg.Definitions:
     """What the test code location loads (no arguments: Dagster calls it)."""
-    return build_definitions(Settings.from_env(), AutomationSettings())
+    return build_definitions(
+        dataclasses.replace(Settings.from_env(), automation=AutomationSettings())
+    )
 
 
 def _generate(res, start: date, days: int, seed: int = 5) -> None:

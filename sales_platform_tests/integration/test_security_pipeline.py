@@ -384,11 +384,6 @@ def test_hostile_file_name_round_trips_verbatim(secured_run):
     assert HOSTILE_KEY in keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="landing.read_sales_csvs parses with from_csv without escape='\"': an RFC 4180 "
-    'doubled quote inside a quoted field is kept as "" (one-option fix in storage/landing.py)',
-)
 def test_hostile_field_value_with_double_quotes_round_trips_verbatim(secured_run):
     [row] = _enriched_rows_of(secured_run, HOSTILE_KEY)
     assert row["product_name"] == HOSTILE_PRODUCT and row["product_known"]
@@ -463,6 +458,32 @@ def test_no_object_in_the_bucket_holds_pii_or_secret_in_plaintext(secured_run):
     for path in secured_run.data_dir.rglob("*"):
         if path.is_file():
             assert _leaks(secured_run, path.read_bytes().decode("utf-8", "replace")) == [], path
+
+
+def _spark_scratch_files(spark) -> list[Path]:
+    scratch = Path(spark.sparkContext.getConf().get("spark.local.dir"))
+    return [p for p in scratch.rglob("*") if p.is_file()]
+
+
+def test_spark_scratch_files_hold_no_plaintext(spark, secured_run):
+    """Shuffle files, spills and blocks cached on disk are encrypted (`spark.io.encryption`):
+    plaintext forced through a shuffle and a disk cache is not readable in the scratch dir,
+    nor is any PII from the secured run (whose customer mart decrypts names and phones)."""
+    from pyspark import StorageLevel
+
+    marker = f"scratch-{uuid.uuid4().hex}"
+    rows = spark.createDataFrame([(i, f"{marker} {i}") for i in range(2000)], "id INT, v STRING")
+    cached = rows.repartition(2, "id").persist(StorageLevel.DISK_ONLY)
+    try:
+        assert cached.count() == 2000
+        files = _spark_scratch_files(spark)
+        assert files, "the shuffle and the cache wrote to the scratch dir"
+        for path in files:
+            data = path.read_bytes()
+            assert marker.encode() not in data, path
+            assert _leaks(secured_run, data.decode("utf-8", "replace")) == [], path
+    finally:
+        cached.unpersist(blocking=True)
 
 
 def test_customer_snapshot_holds_ciphertext_with_the_key_id(secured_run):

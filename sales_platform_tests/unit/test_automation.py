@@ -6,6 +6,7 @@ in the instance. The pipeline itself runs in the integration tests.
 """
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,7 +18,6 @@ from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.test_utils import BasicLoadingContext, create_run_for_test, freeze_time
 
 from sales_platform.definitions import build_definitions
-from sales_platform.defs.automation_settings import AutomationSettings
 from sales_platform.defs.fact.freshness import due_days, files_due_policy
 from sales_platform.defs.marts.automation import (
     MART_KEYS,
@@ -26,7 +26,7 @@ from sales_platform.defs.marts.automation import (
     months_between,
     previous_month,
 )
-from sales_platform.settings import Settings
+from sales_platform.settings import AutomationSettings, Settings
 from sales_platform.storage.object_store import LocalObjectStore
 
 FACT = dg.AssetKey("sales_enriched")
@@ -34,7 +34,7 @@ FACT = dg.AssetKey("sales_enriched")
 
 def _defs(tmp_path, automation: AutomationSettings) -> dg.Definitions:
     settings = Settings.from_env({"SALES_PLATFORM_DATA_DIR": str(tmp_path)})
-    defs = build_definitions(settings, automation)
+    defs = build_definitions(dataclasses.replace(settings, automation=automation))
     # Resolved while an instance is current: Dagster otherwise reaches for the state storage of
     # whichever test instance was created last, closed by now.
     with dg.instance_for_test():

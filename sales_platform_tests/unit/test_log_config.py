@@ -34,8 +34,13 @@ def test_redact_masks_secrets_and_contact_details(secret):
 
 @pytest.mark.parametrize(
     "harmless",
-    ["read 15000 rows from 3 file(s)", "partition 2023-01-05", "total 1234567.89",
-        "total 25000123456.75", "run a1b2c3"],
+    [
+        "read 15000 rows from 3 file(s)",
+        "partition 2023-01-05",
+        "total 1234567.89",
+        "total 25000123456.75",
+        "run a1b2c3",
+    ],
 )
 def test_redact_keeps_counts_dates_and_money(harmless):
     assert redact(harmless) == harmless

@@ -19,8 +19,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 from pydantic import Field
 
-from sales_platform.defs.automation_settings import AutomationSettings
 from sales_platform.defs.partitions import START_DATE
+from sales_platform.settings import AutomationSettings
 from sales_platform.storage.landing import current_files
 from sales_platform.storage.object_store import ObjectStoreResource
 

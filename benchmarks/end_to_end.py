@@ -1,0 +1,119 @@
+"""Benchmark: end-to-end throughput of one business day, landing CSV to both marts (DESIGN §8).
+
+    .venv/bin/python benchmarks/end_to_end.py                        # 1 day x 8M rows (~460 MB)
+    .venv/bin/python benchmarks/end_to_end.py --rows-per-day 2000000 --customers 20000
+
+Generates one day on the local stack (folder + SQLite) in a temporary directory, then runs
+`sales-platform materialize --from D --to D` in a fresh process, as an operator would: the daily
+job (dimension snapshots, raw_sales, sales_enriched), then the month's marts, through Dagster,
+Spark starting cold. Prints the landing bytes, the wall time, MB/s (landing bytes / wall time),
+the peak resident memory of the process tree (Python + Spark's JVM + Python workers, sampled
+every 0.2 s) and each step's share from Dagster's step statistics. The target is 20 MB/s with
+peak memory under 8 GB; the machine's other load is not controlled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import psutil
+import sqlalchemy as sa
+
+DAY = date(2023, 3, 1)
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def _generate(data_dir: Path, rows: int, customers: int) -> int:
+    from sales_platform.generate import generate
+    from sales_platform.storage.object_store import LocalObjectStore
+
+    data_dir.mkdir(parents=True)
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'source.db'}")
+    summary = generate(
+        LocalObjectStore(data_dir / "bucket"),
+        engine,
+        start_date=DAY,
+        days=1,
+        rows_per_day=rows,
+        customers=customers,
+        seed=11,
+        progress=False,
+    )
+    engine.dispose()
+    return summary.bytes
+
+
+def _step_seconds(home: Path) -> dict[str, float]:
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    seconds: dict[str, float] = {}
+    with dg.DagsterInstance.get() as instance:
+        for run in instance.get_runs():
+            for step in instance.get_run_step_stats(run.run_id):
+                if step.end_time and step.start_time:
+                    seconds[step.step_key] = step.end_time - step.start_time
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rows-per-day", type=int, default=8_000_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
+    args = parser.parse_args(argv)
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    try:
+        data_dir, home = root / "data", root / "dagster_home"
+        size = _generate(data_dir, args.rows_per_day, args.customers)
+        home.mkdir(parents=True)
+        shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
+        env = {**os.environ, "SALES_PLATFORM_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
+        env.pop("SALES_PLATFORM_ENV", None)
+        command = [str(Path(sys.executable).parent / "sales-platform"), "materialize"]
+        command += ["--from", DAY.isoformat(), "--to", DAY.isoformat()]
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        watched, peak = psutil.Process(child.pid), 0
+        while child.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                peak = max(peak, _tree_rss(watched))
+            time.sleep(0.2)
+        wall = time.perf_counter() - started
+        stderr = child.stderr.read()
+        if child.returncode != 0:
+            sys.exit(f"materialize failed:\n{stderr[-3000:]}")
+        steps = _step_seconds(home)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+    print(f"{args.rows_per_day:,} rows, {size / 1e6:.1f} MB landed for {DAY}")
+    print(f"  wall time        : {wall:7.1f} s  (process start to both marts written)")
+    print(f"  throughput       : {size / 1e6 / wall:7.1f} MB/s  (target 20)")
+    print(f"  peak memory      : {peak / 2**30:7.2f} GiB  (process tree; target < 8)")
+    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+        print(f"  step {key:28} {seconds:7.1f} s  ({seconds / wall:5.1%})")
+
+
+if __name__ == "__main__":
+    main()
