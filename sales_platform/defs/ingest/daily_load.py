@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -131,17 +132,26 @@ def stage_days(
     outcomes, good = _inspect(store, ledger, lake, files, run_id)
 
     raw = with_line_numbers(spark, read_sales_csvs(spark, good), good)
-    validated = validate_sales(raw)
+    # Both stages below read the validated rows: cached on local disk (encrypted, see
+    # storage/spark.py), the CSV is parsed once instead of twice (raw_sales -30 % measured,
+    # benchmarks/end_to_end.py). Disk, not memory, so a 15 GB day keeps memory flat.
+    validated = validate_sales(raw).persist(StorageLevel.DISK_ONLY)
     partitions = [d.isoformat() for d in days]
-    quarantine = lake.stage(
-        quarantined_sales(validated),
-        QUARANTINE_ASSET,
-        partitions,
-        DAY_EXPR.format(column="business_date"),
-    )
-    accepted = lake.stage(
-        accepted_sales(validated), "raw_sales", partitions, DAY_EXPR.format(column="sales_date")
-    )
+    try:
+        quarantine = lake.stage(
+            quarantined_sales(validated),
+            QUARANTINE_ASSET,
+            partitions,
+            DAY_EXPR.format(column="business_date"),
+        )
+        accepted = lake.stage(
+            accepted_sales(validated),
+            "raw_sales",
+            partitions,
+            DAY_EXPR.format(column="sales_date"),
+        )
+    finally:
+        validated.unpersist()
     load = DayLoad(days, outcomes, accepted, quarantine)
     _count(spark, lake, load)
     return load
