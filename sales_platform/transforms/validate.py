@@ -69,15 +69,22 @@ def _trimmed(name: str) -> Column:
     return F.btrim(F.col(name), F.lit(_WHITESPACE))
 
 
-def _positive_int(text: Column) -> Column:
-    """A positive id or count in plain digits that fits int32; null for anything else."""
-    parsed = F.when(text.rlike(_DIGITS), text.try_cast(T.IntegerType()))
-    return F.when(parsed > 0, parsed)
+def _text(name: str) -> str:
+    return f"_text_{name}"
+
+
+def _int(text: Column) -> Column:
+    """An integer in plain digits that fits int32; null for anything else."""
+    return F.when(text.rlike(_DIGITS), text.try_cast(T.IntegerType()))
 
 
 def _money(text: Column, money_type: T.DecimalType) -> Column:
     """An amount in plain decimal notation that fits `money_type` exactly; null otherwise."""
     return F.when(text.rlike(_MONEY), text.try_cast(money_type))
+
+
+def _positive(name: str) -> Column:
+    return F.when(F.col(name) > 0, F.col(name))
 
 
 def validate_sales(raw: DataFrame) -> DataFrame:
@@ -91,29 +98,23 @@ def validate_sales(raw: DataFrame) -> DataFrame:
     JSON object with nulls kept; only filled for rejected rows, the only place it is read).
     Typed columns of a rejected row may be null. Pure column expressions: one pass, no UDF.
     """
-    text = {name: _trimmed(name) for name in SALES_CSV_COLUMNS}
-
-    customer_id = _positive_int(text["customer_id"])
-    store_id = _positive_int(text["store_id"])
-    sales_person_id = _positive_int(text["sales_person_id"])
-    product_name = F.when(text["product_name"] != "", text["product_name"])
-    sales_date = F.when(
-        text["sales_date"].rlike(_ISO_DATE), F.try_to_date(text["sales_date"], "yyyy-MM-dd")
-    )
-    price_parsed = _money(text["price"], PRICE_TYPE)
-    price = F.when(price_parsed >= 0, price_parsed)
-    quantity = _positive_int(text["quantity"])
-    total_cost = _money(text["total_cost"], LINE_TOTAL_TYPE)
-
-    typed = raw.select(
-        customer_id.alias("customer_id"),
-        store_id.alias("store_id"),
-        product_name.alias("product_name"),
-        sales_date.alias("sales_date"),
-        sales_person_id.alias("sales_person_id"),
-        price.alias("price"),
-        quantity.alias("quantity"),
-        total_cost.alias("total_cost"),
+    # Three projections: trim, parse, then range checks. Each step reads the previous one's
+    # columns, so every cell is trimmed and parsed once; written as one nested expression,
+    # Spark evaluated a cell's trim and parse again for each rule using it (it does not share
+    # a subexpression inside a CASE branch), which made validation 1.7x slower (3 M rows, warm Spark).
+    text = {name: F.col(_text(name)) for name in SALES_CSV_COLUMNS}
+    trimmed = raw.select("*", *[_trimmed(name).alias(_text(name)) for name in SALES_CSV_COLUMNS])
+    parsed = trimmed.select(
+        _int(text["customer_id"]).alias("customer_id"),
+        _int(text["store_id"]).alias("store_id"),
+        F.when(text["product_name"] != "", text["product_name"]).alias("product_name"),
+        F.when(
+            text["sales_date"].rlike(_ISO_DATE), F.try_to_date(text["sales_date"], "yyyy-MM-dd")
+        ).alias("sales_date"),
+        _int(text["sales_person_id"]).alias("sales_person_id"),
+        _money(text["price"], PRICE_TYPE).alias("price"),
+        _int(text["quantity"]).alias("quantity"),
+        _money(text["total_cost"], LINE_TOTAL_TYPE).alias("total_cost"),
         F.col("additional_column").cast(T.StringType()).alias("additional_column"),
         F.col("source_key"),
         F.col("business_date"),
@@ -124,6 +125,15 @@ def validate_sales(raw: DataFrame) -> DataFrame:
             F.struct(*[F.col(name) for name in SALES_CSV_COLUMNS]),
             {"ignoreNullFields": "false"},
         ).alias("_raw_json"),
+    )
+    typed = parsed.withColumns(
+        {
+            "customer_id": _positive("customer_id"),
+            "store_id": _positive("store_id"),
+            "sales_person_id": _positive("sales_person_id"),
+            "price": F.when(F.col("price") >= 0, F.col("price")),
+            "quantity": _positive("quantity"),
+        }
     )
 
     # decimal(10,2) x decimal(10,0) is exact in decimal(21,2): no rounding, no overflow.
