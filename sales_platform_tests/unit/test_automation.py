@@ -219,9 +219,10 @@ def test_month_end_schedule_skips_before_the_first_month(defs):
 
 
 def test_schedule_times_come_from_the_environment(tmp_path):
-    automation = AutomationSettings.from_env(
+    # Read with every other setting by Settings.from_env, the one reader of the environment.
+    automation = Settings.from_env(
         {"SALES_PLATFORM_MONTH_END_CRON": "30 5 2 * *", "SALES_PLATFORM_FILES_DUE_HOUR": "9"}
-    )
+    ).automation
     defs = _defs(tmp_path, automation)
     assert defs.resolve_schedule_def("month_end_marts").cron_schedule == "30 5 2 * *"
     assert defs.resolve_schedule_def("files_overdue_check").cron_schedule == "5 9-23 * * *"
