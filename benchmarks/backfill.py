@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,35 +30,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-
-
-def run_days(data_dir: Path, first: str, last: str) -> float:
-    """One run of daily_sales_job over first..last in this process; seconds inside the run."""
-    import dagster as dg
-
-    from sales_platform.definitions import build_definitions
-    from sales_platform.settings import Settings
-
-    settings = Settings.from_env({"SALES_PLATFORM_DATA_DIR": str(data_dir)})
-    job = build_definitions(settings).resolve_job_def("daily_sales_job")
-    home = data_dir / "dagster_home"
-    home.mkdir(exist_ok=True)
-    instance = dg.DagsterInstance.local_temp(str(home))
-    started = time.perf_counter()
-    if first == last:  # what the landing sensor requests for one day
-        result = job.execute_in_process(instance=instance, partition_key=first)
-    else:  # what a single-run backfill launches
-        result = job.execute_in_process(
-            instance=instance, tags={RANGE_START: first, RANGE_END: last}
-        )
-    seconds = time.perf_counter() - started
-    if not result.success:
-        raise RuntimeError(f"run {first}..{last} failed")
-    return seconds
+from local_stack import fresh_copy, generate_local, run_days
 
 
 def _in_subprocess(data_dir: Path, first: str, last: str) -> tuple[float, float]:
@@ -77,32 +48,6 @@ def _in_subprocess(data_dir: Path, first: str, last: str) -> tuple[float, float]
     if done.returncode != 0:
         sys.exit(f"run {first}..{last} failed:\n{log.read_text()[-3000:]}")
     return wall, json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
-
-
-def _fresh_copy(source: Path, target: Path) -> Path:
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    shutil.copytree(source / "bucket", target / "bucket")
-    shutil.copy2(source / "source.db", target / "source.db")
-    return target
-
-
-def _generate(root: Path, first: date, days: int, rows_per_day: int, seed: int) -> tuple:
-    from sales_platform.generate import generate
-    from sales_platform.storage.object_store import LocalObjectStore
-
-    engine = sa.create_engine(f"sqlite:///{root / 'source.db'}")
-    summary = generate(
-        LocalObjectStore(root / "bucket"),
-        engine,
-        start_date=first,
-        days=days,
-        rows_per_day=rows_per_day,
-        seed=seed,
-        progress=False,
-    )
-    engine.dispose()
-    return summary.rows, summary.bytes
 
 
 def _report(title: str, one: float, each: list[float], days: int) -> float:
@@ -135,8 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         root = args.keep or Path(tmp)
         generated = root / "generated"
-        generated.mkdir(parents=True, exist_ok=True)
-        rows, size = _generate(generated, args.first_day, args.days, args.rows_per_day, args.seed)
+        rows, size = generate_local(
+            generated, args.first_day, args.days, args.rows_per_day, args.seed
+        )
         print(
             f"backfill of {args.days} days ({days[0]}..{days[-1]}): {rows:,} rows, "
             f"{size / 1e6:.1f} MB of CSV; daily_sales_job = snapshots + raw_sales + sales_enriched"
@@ -144,9 +90,9 @@ def main(argv: list[str] | None = None) -> None:
         ratios = {}
         if args.mode in ("process", "both"):
             one_wall, one_run = _in_subprocess(
-                _fresh_copy(generated, root / "p-one"), days[0], days[-1]
+                fresh_copy(generated, root / "p-one"), days[0], days[-1]
             )
-            per_day = _fresh_copy(generated, root / "p-days")
+            per_day = fresh_copy(generated, root / "p-days")
             each = [_in_subprocess(per_day, d, d) for d in days]
             ratios["process"] = _report(
                 "a process per run (as the run launcher starts runs; each starts its own JVM):",
@@ -159,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"Spark step): {one_run:.1f} s vs {sum(run for _, run in each):.1f} s"
             )
         if args.mode in ("in-process", "both"):
-            run_days(_fresh_copy(generated, root / "warm-up"), days[0], days[0])
-            one = run_days(_fresh_copy(generated, root / "i-one"), days[0], days[-1])
-            per_day = _fresh_copy(generated, root / "i-days")
+            run_days(fresh_copy(generated, root / "warm-up"), days[0], days[0])
+            one = run_days(fresh_copy(generated, root / "i-one"), days[0], days[-1])
+            per_day = fresh_copy(generated, root / "i-days")
             each = [run_days(per_day, d, d) for d in days]
             ratios["in-process"] = _report(
                 "one process, Spark already running (per-run work only):", one, each, args.days

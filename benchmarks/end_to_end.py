@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 import psutil
-import sqlalchemy as sa
+from local_stack import generate_local
 
 DAY = date(2023, 3, 1)
 
@@ -37,26 +37,6 @@ def _tree_rss(process: psutil.Process) -> int:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += p.memory_info().rss
     return total
-
-
-def _generate(data_dir: Path, rows: int, customers: int) -> int:
-    from sales_platform.generate import generate
-    from sales_platform.storage.object_store import LocalObjectStore
-
-    data_dir.mkdir(parents=True)
-    engine = sa.create_engine(f"sqlite:///{data_dir / 'source.db'}")
-    summary = generate(
-        LocalObjectStore(data_dir / "bucket"),
-        engine,
-        start_date=DAY,
-        days=1,
-        rows_per_day=rows,
-        customers=customers,
-        seed=11,
-        progress=False,
-    )
-    engine.dispose()
-    return summary.bytes
 
 
 def _step_seconds(home: Path) -> dict[str, float]:
@@ -82,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     try:
         data_dir, home = root / "data", root / "dagster_home"
-        size = _generate(data_dir, args.rows_per_day, args.customers)
+        _, size = generate_local(data_dir, DAY, 1, args.rows_per_day, 11, args.customers)
         home.mkdir(parents=True)
         shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
         env = {**os.environ, "SALES_PLATFORM_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}

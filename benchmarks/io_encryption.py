@@ -5,9 +5,9 @@
 
 Generates the data once (local stack: folder + SQLite), then runs `daily_sales_job` over all the
 days as one run, alternately with the setting on and off, each run in a fresh process on a fresh
-copy of the data (as benchmarks/backfill.py does). Shuffles and spills are what it encrypts, so
-the enrichment's join is where it shows. Prints the median seconds inside the run for each arm
-and their ratio; the machine's other load is not controlled.
+copy of the data (benchmarks/local_stack.py). What it encrypts in that job: the validated rows
+raw_sales caches on disk, and the small shuffles of the checks' aggregates. Prints the median
+seconds inside the run for each arm and their ratio; the machine's other load is not controlled.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from backfill import _fresh_copy, _generate, run_days  # noqa: E402
+from local_stack import fresh_copy, generate_local, run_days
 
 SETTING = "spark.io.encryption.enabled"
 
@@ -62,14 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     last = first + timedelta(days=args.days - 1)
     with tempfile.TemporaryDirectory(prefix="bench-io-enc-") as tmp:
         root = Path(tmp)
-        (root / "source").mkdir()
-        rows, size = _generate(root / "source", first, args.days, args.rows_per_day, seed=5)
+        rows, size = generate_local(root / "source", first, args.days, args.rows_per_day, seed=5)
         print(f"{rows:,} rows, {size / 1e6:.1f} MB over {args.days} days")
         seconds: dict[bool, list[float]] = {True: [], False: []}
         for n in range(args.repeat):
             # Alternate which arm goes first, so a warm-up effect does not favour one of them.
             for enabled in (True, False) if n % 2 == 0 else (False, True):
-                copy = _fresh_copy(root / "source", root / "run")
+                copy = fresh_copy(root / "source", root / "run")
                 seconds[enabled].append(_run(copy, first.isoformat(), last.isoformat(), enabled))
                 print(f"  {SETTING}={str(enabled).lower():5}: {seconds[enabled][-1]:6.1f} s")
     on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
