@@ -11,7 +11,7 @@ DEMO_DAYS ?= 7
 DEMO_TO ?= 2023-01-07
 DEMO_ROWS ?= 20000
 
-.PHONY: install demo test ui up lint mariadb chromium dagster-home clean
+.PHONY: install demo test ui up lint mariadb chromium dagster-home clean bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,7 @@ chromium:
 
 clean:
 	rm -rf $(DATA_DIR)
+
+## The platform against a plain PySpark script and Polars on one generated day (BENCH_ROWS=N).
+bench: install
+	$(BIN)/python benchmarks/bench.py

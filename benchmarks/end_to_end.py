@@ -52,6 +52,38 @@ def _step_seconds(home: Path) -> dict[str, float]:
     return seconds
 
 
+def run_platform(data_dir: Path, home: Path, day: date) -> tuple[float, int, dict[str, float]]:
+    """`sales-platform materialize` for one day in a fresh process, as an operator runs it.
+
+    Returns (wall seconds, peak RSS of the process tree in bytes, seconds per step).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "SALES_PLATFORM_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
+    env.pop("SALES_PLATFORM_ENV", None)
+    command = [str(Path(sys.executable).parent / "sales-platform"), "materialize"]
+    command += ["--from", day.isoformat(), "--to", day.isoformat()]
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    watched, peak = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            peak = max(peak, _tree_rss(watched))
+        time.sleep(0.2)
+    wall = time.perf_counter() - started
+    stderr = child.stderr.read()
+    if child.returncode != 0:
+        sys.exit(f"materialize failed:\n{stderr[-3000:]}")
+    return wall, peak, _step_seconds(home)
+
+
+def print_steps(steps: dict[str, float], wall: float) -> None:
+    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+        print(f"  step {key:28} {seconds:7.1f} s  ({seconds / wall:5.1%})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows-per-day", type=int, default=8_000_000)
@@ -61,28 +93,9 @@ def main(argv: list[str] | None = None) -> None:
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     try:
-        data_dir, home = root / "data", root / "dagster_home"
+        data_dir = root / "data"
         _, size = generate_local(data_dir, DAY, 1, args.rows_per_day, 11, args.customers)
-        home.mkdir(parents=True)
-        shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
-        env = {**os.environ, "SALES_PLATFORM_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
-        env.pop("SALES_PLATFORM_ENV", None)
-        command = [str(Path(sys.executable).parent / "sales-platform"), "materialize"]
-        command += ["--from", DAY.isoformat(), "--to", DAY.isoformat()]
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        watched, peak = psutil.Process(child.pid), 0
-        while child.poll() is None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                peak = max(peak, _tree_rss(watched))
-            time.sleep(0.2)
-        wall = time.perf_counter() - started
-        stderr = child.stderr.read()
-        if child.returncode != 0:
-            sys.exit(f"materialize failed:\n{stderr[-3000:]}")
-        steps = _step_seconds(home)
+        wall, peak, steps = run_platform(data_dir, root / "dagster_home", DAY)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -91,8 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  wall time        : {wall:7.1f} s  (process start to both marts written)")
     print(f"  throughput       : {size / 1e6 / wall:7.1f} MB/s  (target 20)")
     print(f"  peak memory      : {peak / 2**30:7.2f} GiB  (process tree; target < 8)")
-    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
-        print(f"  step {key:28} {seconds:7.1f} s  ({seconds / wall:5.1%})")
+    print_steps(steps, wall)
 
 
 if __name__ == "__main__":
