@@ -10,7 +10,8 @@ from sales_platform.defs.ingest.assets import raw_sales, raw_sales_files
 from sales_platform.defs.ingest.sensors import landing_sensor
 from sales_platform.defs.jobs import daily_sales_job, monthly_marts_job
 from sales_platform.defs.marts.assets import customer_monthly_mart, sales_team_monthly_mart
-from sales_platform.defs.marts.automation import build_month_end_schedule, marts_follow_fact
+from sales_platform.defs.marts.automation import marts_follow_fact
+from sales_platform.defs.marts.month_end import build_month_end_schedule
 from sales_platform.defs.resources import build_resources
 from sales_platform.settings import Settings
 
@@ -30,7 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         asset_checks=[overdue.check, *dimension_checks],
         jobs=[daily_sales_job, monthly_marts_job, overdue.job],
-        schedules=[build_month_end_schedule(automation.month_end_cron), overdue.schedule],
+        schedules=[build_month_end_schedule(automation), overdue.schedule],
         sensors=[landing_sensor, marts_follow_fact],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -167,6 +167,17 @@ SALES_TEAM_MART_SCHEMA = T.StructType(
 # --- SQL tables ----------------------------------------------------------------------------
 metadata = sa.MetaData()
 
+# Every platform table on MySQL / MariaDB: utf8mb4 whatever the database's default (latin1 and
+# utf8mb3 cannot hold every customer name or S3 key), and binary collation, so keys compare as
+# the bytes they are (S3 keys, ETags and hashes are case- and accent-sensitive). SQLite ignores
+# these options. `warehouse_check` compares existing tables with them.
+TABLE_CHARSET, TABLE_COLLATION = "utf8mb4", "utf8mb4_bin"
+TEXT_OPTIONS = {
+    f"{dialect}_{option}": value
+    for dialect in ("mysql", "mariadb")
+    for option, value in (("charset", TABLE_CHARSET), ("collate", TABLE_COLLATION))
+}
+
 customer_table = sa.Table(
     "customer",
     metadata,
@@ -177,6 +188,7 @@ customer_table = sa.Table(
     sa.Column("pincode", sa.String(10)),
     sa.Column("phone_number", sa.String(20)),
     sa.Column("customer_joining_date", sa.Date),
+    **TEXT_OPTIONS,
 )
 
 store_table = sa.Table(
@@ -188,6 +200,7 @@ store_table = sa.Table(
     sa.Column("store_manager_name", sa.String(100)),
     sa.Column("store_opening_date", sa.Date),
     sa.Column("reviews", sa.Text),
+    **TEXT_OPTIONS,
 )
 
 product_table = sa.Table(
@@ -200,6 +213,7 @@ product_table = sa.Table(
     sa.Column("created_date", sa.DateTime),
     sa.Column("updated_date", sa.DateTime),
     sa.Column("expiry_date", sa.Date),
+    **TEXT_OPTIONS,
 )
 
 sales_team_table = sa.Table(
@@ -213,34 +227,43 @@ sales_team_table = sa.Table(
     sa.Column("address", sa.String(255)),
     sa.Column("pincode", sa.String(10)),
     sa.Column("joining_date", sa.Date),
+    **TEXT_OPTIONS,
 )
 
 customers_data_mart_table = sa.Table(
     "customers_data_mart",
     metadata,
-    sa.Column("customer_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("customer_id", sa.Integer, nullable=False, autoincrement=False),
     sa.Column("full_name", sa.String(101)),
     sa.Column("address", sa.String(255)),
     sa.Column("phone_number", sa.String(20)),
     # The month's first day: the origin's type, and what the monthly partition key is.
-    sa.Column("sales_date_month", sa.Date, primary_key=True),
+    sa.Column("sales_date_month", sa.Date, nullable=False),
     sa.Column("total_sales", sa.Numeric(MART_PRECISION, MART_SCALE), nullable=False),
     sa.Column("coupon_tier", sa.String(16), nullable=False),
     sa.Column("discount_percent", sa.Integer, nullable=False),
     sa.Column("coupon_code", sa.String(64)),
+    # The month leads the key: a month's replace (DELETE ... WHERE month) locks that month's
+    # range of the index only, not the whole table.
+    sa.PrimaryKeyConstraint("sales_date_month", "customer_id", name="pk_customers_data_mart"),
+    **TEXT_OPTIONS,
 )
 
 sales_team_data_mart_table = sa.Table(
     "sales_team_data_mart",
     metadata,
-    sa.Column("store_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("sales_person_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("store_id", sa.Integer, nullable=False, autoincrement=False),
+    sa.Column("sales_person_id", sa.Integer, nullable=False, autoincrement=False),
     sa.Column("full_name", sa.String(101)),
     # 'YYYY-MM', as the origin stored it.
-    sa.Column("sales_month", sa.String(7), primary_key=True),
+    sa.Column("sales_month", sa.String(7), nullable=False),
     sa.Column("total_sales", sa.Numeric(MART_PRECISION, MART_SCALE), nullable=False),
     sa.Column("incentive", sa.Numeric(MART_PRECISION, MART_SCALE), nullable=False),
     sa.Column("sales_rank", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "sales_month", "store_id", "sales_person_id", name="pk_sales_team_data_mart"
+    ),
+    **TEXT_OPTIONS,
 )
 
 # The file ledger: the origin's audit table, one row per file version (bucket, key, ETag).
@@ -271,6 +294,7 @@ product_staging_table = sa.Table(
     sa.UniqueConstraint("bucket", "key_hash", "etag", name="uq_file_version"),
     sa.Index("ix_staging_sha256", "sha256"),
     sa.Index("ix_staging_business_date", "business_date"),
+    **TEXT_OPTIONS,
 )
 
 SOURCE_TABLES: dict[str, sa.Table] = {

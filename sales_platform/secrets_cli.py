@@ -7,6 +7,7 @@ and the administrator's database setup.
     sales-platform secrets rotate --token T     print the enc: token T under the newest key
     sales-platform secrets status               key ids configured, and which ones the lake uses
     sales-platform db init                      create the tables (admin URLs in the environment)
+    sales-platform db check                     compare the existing tables with schemas.py
     sales-platform db grant-runtime-user --user U < password
 
 Secrets are read from stdin (or a no-echo prompt), never from the command line, where other users
@@ -171,6 +172,31 @@ def _db_init(args: argparse.Namespace) -> None:
     print(f"tables present in {where}: {', '.join(names)}")
 
 
+def _db_check(args: argparse.Namespace) -> None:
+    from sales_platform.schemas import SOURCE_TABLES
+    from sales_platform.storage.ddl import warehouse_tables
+    from sales_platform.storage.warehouse_check import compare_tables
+
+    wrong = 0
+    with _resources(Settings.from_env(), "source_db", "warehouse_db") as res:
+        for label, db, tables in (
+            ("warehouse", res.warehouse_db, warehouse_tables()),
+            ("source", res.source_db, list(SOURCE_TABLES.values())),
+        ):
+            reports = compare_tables(db.engine(), tables)
+            present = sorted({r.table for r in reports})
+            absent = [t.name for t in tables if t.name not in present]
+            print(f"{label} database {db.describe()}: tables {', '.join(present) or 'none'}")
+            if absent:
+                print(f"  not created yet (`db init`): {', '.join(absent)}")
+            for report in reports:
+                print(f"  {report}")
+            wrong += sum(not r.ok for r in reports)
+    if wrong:
+        raise SystemExit(f"{wrong} difference(s) from schemas.py (MISMATCH lines above)")
+    print("every existing table matches schemas.py")
+
+
 def _db_grant(args: argparse.Namespace) -> None:
     from sales_platform.storage.ddl import grant_runtime_user
 
@@ -206,12 +232,15 @@ def add_secrets_commands(subparsers) -> None:
 
 
 def add_db_commands(subparsers) -> None:
-    """Register `db init | grant-runtime-user`: administrator steps, run with admin URLs."""
+    """Register `db init | check | grant-runtime-user`: administrator steps (admin URLs)."""
     db = subparsers.add_parser("db", help="administrator database setup")
     sub = db.add_subparsers(dest="db_command", required=True)
     sub.add_parser(
         "init", help="create the source, mart and ledger tables that are missing"
     ).set_defaults(func=_db_init)
+    sub.add_parser(
+        "check", help="compare the existing tables' columns, charsets and keys with schemas.py"
+    ).set_defaults(func=_db_check)
     grant = sub.add_parser(
         "grant-runtime-user",
         help="create or reset the least-privilege runtime user (password on stdin)",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from dagster._utils.schedules import is_valid_cron_string
+from croniter import croniter
 
 ENVIRONMENTS = ("local", "prod")
 
@@ -19,26 +20,63 @@ FILES_DUE_HOUR_VAR = "SALES_PLATFORM_FILES_DUE_HOUR"
 OVERDUE_LOOKBACK_VAR = "SALES_PLATFORM_OVERDUE_LOOKBACK_DAYS"
 
 
+def is_valid_cron(cron: str) -> bool:
+    """Five fields (minute resolution, as Dagster schedules take), and a valid expression."""
+    return len(cron.split()) == 5 and croniter.is_valid(cron)
+
+
+def close_before_deadline(cron: str, files_due_hour: int) -> datetime | None:
+    """The first firing of the month-end close that comes before the deadline of the files of
+    the month it closes (the 1st at files_due_hour), over four years (a leap-year cycle);
+    None when every firing waits for the deadline.
+
+    A close at time t publishes the month before t's month; its last day's files are due at
+    files_due_hour on t's 1st. The first firing at or after each 1st at 00:00 tells it all.
+    """
+    for n in range(48):
+        year, month = 2024 + n // 12, n % 12 + 1
+        start = datetime(year, month, 1, tzinfo=UTC)
+        fire = croniter(cron, start - timedelta(seconds=1)).get_next(datetime)
+        if fire < start + timedelta(hours=files_due_hour):
+            return fire
+    return None
+
+
 @dataclass(frozen=True)
 class AutomationSettings:
     """When the platform expects things to happen, in UTC: the month-end close and the file
     deadline. They become part of the definitions (a schedule's cron is static), so they are read
     when the code location loads, not per run."""
 
-    # 02:00 on the 1st: after the last day's files (due by files_due_hour) had their chance.
-    month_end_cron: str = "0 2 1 * *"
+    # 07:00 on the 1st: one hour after the month's last day's files are due (files_due_hour),
+    # so the final report includes them. A cron firing before that deadline is refused.
+    month_end_cron: str = "0 7 1 * *"
     # A business day's files are due by this hour (UTC) of the following day.
     files_due_hour: int = 6
     # How many due days the overdue check looks back over, so a gap stays visible for a week.
     overdue_lookback_days: int = 7
 
     def __post_init__(self) -> None:
-        if not is_valid_cron_string(self.month_end_cron):
+        if not is_valid_cron(self.month_end_cron):
             raise ValueError(f"{MONTH_END_CRON_VAR}: not a cron string: {self.month_end_cron!r}")
         if not 0 <= self.files_due_hour <= 23:
             raise ValueError(f"{FILES_DUE_HOUR_VAR} must be 0..23, not {self.files_due_hour}")
+        early = close_before_deadline(self.month_end_cron, self.files_due_hour)
+        if early is not None:
+            raise ValueError(
+                f"{MONTH_END_CRON_VAR}={self.month_end_cron!r} fires at {early:%Y-%m-%d %H:%M} "
+                f"UTC, before the previous month's last files are due "
+                f"({FILES_DUE_HOUR_VAR}={self.files_due_hour}, i.e. "
+                f"{early:%Y-%m-%d} {self.files_due_hour:02d}:00 UTC): the final report would "
+                "miss them. Fire the close at or after the deadline, e.g. "
+                f"'0 {min(self.files_due_hour + 1, 23)} 1 * *'."
+            )
         if self.overdue_lookback_days < 1:
             raise ValueError(f"{OVERDUE_LOOKBACK_VAR} must be at least 1")
+
+    def files_deadline(self, day: date) -> datetime:
+        """When the files of business day `day` are due (UTC)."""
+        return datetime.combine(day + timedelta(days=1), time(self.files_due_hour), UTC)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> AutomationSettings:

@@ -24,6 +24,28 @@ def tls_connect_args(url: str, ssl_ca: str | None) -> dict:
     return {"ssl_ca": ssl_ca, "ssl_verify_cert": True, "ssl_verify_identity": True}
 
 
+# Every MySQL / MariaDB session of the platform: a value that does not fit its column (a total
+# beyond DECIMAL(p,s), a name longer than its VARCHAR, a character outside the charset, an
+# invalid date) is an error, never silently clipped, whatever the server's default sql_mode.
+STRICT_SQL_MODE = ",".join(
+    (
+        "STRICT_ALL_TABLES",
+        "NO_ZERO_IN_DATE",
+        "NO_ZERO_DATE",
+        "ERROR_FOR_DIVISION_BY_ZERO",
+        "NO_ENGINE_SUBSTITUTION",
+    )
+)
+
+
+def _strict_session(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"SET SESSION sql_mode = '{STRICT_SQL_MODE}'")  # a constant, no input
+    finally:
+        cursor.close()
+
+
 def create_engine(url: str, ssl_ca: str | None = None) -> sa.Engine:
     parsed = make_url(url)
     # hide_parameters: bound values (names, phone numbers) never reach logs or error messages.
@@ -31,14 +53,22 @@ def create_engine(url: str, ssl_ca: str | None = None) -> sa.Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         return sa.create_engine(url, hide_parameters=True)
+    connect_args = tls_connect_args(url, ssl_ca)
+    mysql = parsed.get_backend_name() in ("mysql", "mariadb")
+    if mysql and "charset" not in parsed.query:
+        # The connection's own charset: utf8mb4, so any name or key travels intact.
+        connect_args["charset"] = "utf8mb4"
     # pre_ping: a daemon-launched run may reuse a pool entry the server already closed.
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_pre_ping=True,
         pool_recycle=3600,
         hide_parameters=True,
-        connect_args=tls_connect_args(url, ssl_ca),
+        connect_args=connect_args,
     )
+    if mysql:
+        sa.event.listen(engine, "connect", _strict_session)
+    return engine
 
 
 class Database(dg.ConfigurableResource):

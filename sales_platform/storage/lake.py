@@ -80,6 +80,10 @@ class Lake:
             return None
         return json.loads(self.store.get_bytes(key))
 
+    def existing_partitions(self, asset: str, partitions: list[str]) -> set[str]:
+        """Which of `partitions` of `asset` have been published (have a current version)."""
+        return {p for p in partitions if self.store.head(self._manifest_key(asset, p)) is not None}
+
     def uri(self, asset: str, partition: str = UNPARTITIONED) -> str:
         return self.store.uri(f"{asset}/{partition}/")
 

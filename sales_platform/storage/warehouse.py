@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 
 from sales_platform.schemas import MART_SPARK_SCHEMAS, MART_TABLES
 from sales_platform.storage.database import Database
+from sales_platform.storage.warehouse_check import verify_tables
 from sales_platform.storage.write_lock import table_write_lock
 
 INSERT_BATCH = 5_000
@@ -35,7 +36,9 @@ def _window_filter(table: sa.Table, column_name: str, window: dg.TimeWindow):
 
 
 def ensure_tables(engine: sa.Engine, tables: list[sa.Table]) -> None:
+    """Create the missing tables; fail if an existing one differs from schemas.py."""
     tables[0].metadata.create_all(engine, tables=tables, checkfirst=True)
+    verify_tables(engine, tables)
 
 
 def replace_window(
@@ -71,6 +74,11 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     database: Database
     pyspark: LazyPySparkResource
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # At the run's start, before any Spark work: a mart table that would store wrong
+        # values (DECIMAL(10,2), latin1, ...) fails the run with the list of differences.
+        ensure_tables(self.database.engine(), list(MART_TABLES.values()))
+
     @staticmethod
     def _target(context: dg.OutputContext | dg.InputContext) -> tuple[sa.Table, str]:
         meta = context.definition_metadata or {}
@@ -82,7 +90,6 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
         table, column = self._target(context)
         engine = self.database.engine()
-        ensure_tables(engine, [table])
         # Marts are small (a row per customer or seller and month): collected, Decimals intact.
         rows = [row.asDict() for row in obj.toLocalIterator()]
         deleted = replace_window(engine, table, column, context.asset_partitions_time_window, rows)

@@ -177,7 +177,7 @@ def test_month_end_then_a_late_file_changes_the_incentive_winner(stack, spark):
         schedule = defs.resolve_schedule_def("month_end_marts")
         with dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=datetime(2023, 2, 1, 2, tzinfo=UTC),
+            scheduled_execution_time=datetime(2023, 2, 1, 7, tzinfo=UTC),
             repository_def=defs.get_repository_def(),
         ) as context:
             (close,) = schedule.evaluate_tick(context).run_requests

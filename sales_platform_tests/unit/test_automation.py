@@ -24,8 +24,8 @@ from sales_platform.defs.marts.automation import (
     FactCursor,
     marts_follow_fact,
     months_between,
-    previous_month,
 )
+from sales_platform.defs.marts.month_end import previous_month
 from sales_platform.settings import AutomationSettings, Settings
 from sales_platform.storage.object_store import LocalObjectStore
 
@@ -179,14 +179,14 @@ def test_months_between_crosses_years():
 @pytest.mark.parametrize(
     ("scheduled", "month"),
     [
-        (datetime(2023, 3, 1, 2, tzinfo=UTC), "2023-02-01"),
-        (datetime(2024, 1, 1, 2, tzinfo=UTC), "2023-12-01"),
-        (datetime(2024, 3, 1, 2, tzinfo=UTC), "2024-02-01"),
+        (datetime(2023, 3, 1, 7, tzinfo=UTC), "2023-02-01"),
+        (datetime(2024, 1, 1, 7, tzinfo=UTC), "2023-12-01"),
+        (datetime(2024, 3, 1, 7, tzinfo=UTC), "2024-02-01"),
     ],
 )
 def test_month_end_schedule_requests_the_month_that_closed(defs, scheduled, month):
     schedule = defs.resolve_schedule_def("month_end_marts")
-    assert schedule.cron_schedule == "0 2 1 * *"
+    assert schedule.cron_schedule == "0 7 1 * *"
     assert schedule.execution_timezone == "UTC"
     # The context closes before the instance: it enters an instance of its own.
     with (
@@ -210,7 +210,7 @@ def test_month_end_schedule_skips_before_the_first_month(defs):
         dg.instance_for_test() as instance,
         dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=datetime(2023, 1, 1, 2, tzinfo=UTC),
+            scheduled_execution_time=datetime(2023, 1, 1, 7, tzinfo=UTC),
             repository_def=defs.get_repository_def(),
         ) as context,
     ):

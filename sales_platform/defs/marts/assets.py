@@ -9,13 +9,16 @@ from pyspark.sql import DataFrame
 from sales_platform.defs.marts.checks import (
     customer_mart_checks,
     customer_mart_specs,
+    days_have_fact_result,
     fact_month_totals,
     sales_team_mart_checks,
     sales_team_mart_specs,
 )
 from sales_platform.defs.marts.finality import (
+    Completeness,
     computed_winners,
     finality_metadata,
+    month_completeness,
     published_winners,
     winner_change_metadata,
 )
@@ -24,6 +27,7 @@ from sales_platform.defs.quality import blocking_failure
 from sales_platform.defs.resources import BusinessRules
 from sales_platform.storage.crypto import KeyringResource
 from sales_platform.storage.database import Database
+from sales_platform.storage.lake import LakeResource
 from sales_platform.transforms import marts
 from sales_platform.transforms.pii import CUSTOMER_MART_PII, decrypted_now
 
@@ -48,6 +52,28 @@ def _mart_spec(table: str, month_column: str, checks: list[dg.AssetCheckSpec]) -
     }
 
 
+def _completeness(
+    context: dg.AssetExecutionContext, asset: str, lake: LakeResource, warehouse_db: Database
+) -> tuple[Completeness, dg.AssetCheckResult]:
+    """Which days of the months have files and fact; fails the step, before any Spark work,
+    when a day with files has no fact: the mart would read that day as empty."""
+    done = month_completeness(lake.lake(), warehouse_db.engine(), context.partition_time_window)
+    result = days_have_fact_result(done.missing_days, done.empty_days, len(done.with_fact))
+    return done, result
+
+
+def _incomplete(asset: str, done: Completeness) -> dg.Failure:
+    days = done.missing_days
+    return dg.Failure(
+        description=(
+            f"{asset} not published: {len(days)} day(s) have sales files but no sales_enriched "
+            f"partition, and would be read as empty: {', '.join(days[:31])}. Rebuild them "
+            "(README: Rebuild a day whose fact failed); the marts then refresh by themselves."
+        ),
+        metadata={"missing_days": dg.MetadataValue.json(days)},
+    )
+
+
 def _checked(
     asset: str,
     mart: DataFrame,
@@ -55,6 +81,7 @@ def _checked(
     check: Callable[[list[dict], dict], list[dg.AssetCheckResult]],
     metadata: dict,
     preview: Callable[[list[dict]], dg.MetadataValue],
+    days_check: dg.AssetCheckResult,
 ) -> Iterator:
     """Check the computed month before the IO manager replaces it in MySQL.
 
@@ -62,7 +89,7 @@ def _checked(
     """
     mart = mart.persist()  # small; collected here for the checks and again by the IO manager
     rows = [r.asDict() for r in mart.collect()]
-    results = check(rows, fact_month_totals(sales_enriched))
+    results = [days_check, *check(rows, fact_month_totals(sales_enriched))]
     failure = blocking_failure(asset, results, {r.check_name for r in results})
     if failure is not None:
         yield from results
@@ -100,12 +127,18 @@ def customer_monthly_mart(
     customers: DataFrame,
     business_rules: BusinessRules,
     pii_keys: KeyringResource,
+    lake: LakeResource,
+    warehouse_db: Database,
 ) -> Iterator:
     """Each customer's purchases for the month, with the coupon tier and discount they earned.
 
     Table `customers_data_mart`. Refreshed daily for the month so far; final once the month
     closes. Drives the coupon and discount campaigns.
     """
+    done, days_check = _completeness(context, "customer_monthly_mart", lake, warehouse_db)
+    if not days_check.passed:
+        yield days_check
+        raise _incomplete("customer_monthly_mart", done)
     # The only place customer PII is decrypted: right before the mart that publishes it.
     plain = decrypted_now(customers, CUSTOMER_MART_PII, pii_keys.keyring().field_cipher())
     mart = marts.customer_monthly_mart(sales_enriched, plain, business_rules.tiers())
@@ -114,8 +147,9 @@ def customer_monthly_mart(
         mart,
         sales_enriched,
         customer_mart_checks,
-        finality_metadata(context),
+        finality_metadata(context, done),
         _tier_preview,
+        days_check,
     )
 
 
@@ -130,6 +164,7 @@ def sales_team_monthly_mart(
     sales_team: DataFrame,
     business_rules: BusinessRules,
     warehouse_db: Database,
+    lake: LakeResource,
 ) -> Iterator:
     """Each seller's sales for the month per store, their rank in the store, and the incentive.
 
@@ -137,11 +172,17 @@ def sales_team_monthly_mart(
     the incentive rate (1 % by default) of their month's sales; everyone else earns 0. When a
     final month is corrected, the metadata says whether the incentive went to other sellers.
     """
+    done, days_check = _completeness(context, "sales_team_monthly_mart", lake, warehouse_db)
+    if not days_check.passed:
+        yield days_check
+        raise _incomplete("sales_team_monthly_mart", done)
     rate = business_rules.rate()
     mart = marts.sales_team_monthly_mart(sales_enriched, sales_team, rate).persist()
     # Read before the IO manager replaces the month; the pool keeps other writers out meanwhile.
     before = published_winners(warehouse_db.engine(), [m[:7] for m in context.partition_keys])
-    metadata = finality_metadata(context) | winner_change_metadata(before, computed_winners(mart))
+    metadata = finality_metadata(context, done) | winner_change_metadata(
+        before, computed_winners(mart)
+    )
     yield from _checked(
         "sales_team_monthly_mart",
         mart,
@@ -149,4 +190,5 @@ def sales_team_monthly_mart(
         lambda rows, fact: sales_team_mart_checks(rows, fact, rate),
         metadata,
         _winners_preview,
+        days_check,
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 
 import dagster as dg
 from dagster._core.errors import DagsterDefinitionChangedDeserializationError
@@ -33,7 +32,7 @@ from dagster._core.storage.tags import (
 
 from sales_platform.defs.jobs import MART_ASSETS, daily_sales_job, monthly_marts_job
 from sales_platform.defs.marts.finality import FACT_KEY, FINAL_TAG, month_has_closed
-from sales_platform.defs.partitions import START_DATE, monthly_partitions
+from sales_platform.defs.partitions import monthly_partitions
 
 MART_KEYS = [dg.AssetKey(name) for name in MART_ASSETS]
 TRIGGER_TAG = "sales_platform/trigger"
@@ -253,38 +252,3 @@ def marts_follow_fact(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         else "the marts already include every change"
     )
     return dg.SensorResult(cursor=cursor.dump(), skip_reason=reason)
-
-
-def previous_month(moment: datetime) -> str:
-    first = moment.astimezone(UTC).date().replace(day=1)
-    year, month = (first.year - 1, 12) if first.month == 1 else (first.year, first.month - 1)
-    return date(year, month, 1).isoformat()
-
-
-def build_month_end_schedule(cron: str) -> dg.ScheduleDefinition:
-    """The month-end close at `cron` (UTC): the previous month's marts, published as final."""
-
-    @dg.schedule(
-        name="month_end_marts",
-        cron_schedule=cron,
-        job=monthly_marts_job,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=(
-            "The month-end close: publishes both marts of the month that just closed as the "
-            "final monthly report (run tag sales_platform/final=true). Sales of that month "
-            "arriving later republish it, marked as a late correction."
-        ),
-    )
-    def month_end_marts(context: dg.ScheduleEvaluationContext):
-        month = previous_month(context.scheduled_execution_time or datetime.now(UTC))
-        if month < START_DATE:
-            return dg.SkipReason(f"{month} is before the first month of data ({START_DATE})")
-        return dg.RunRequest(
-            partition_key=month,
-            run_key=f"month-end:{month}",
-            asset_selection=MART_KEYS,
-            tags={FINAL_TAG: "true", TRIGGER_TAG: "month_end"},
-        )
-
-    return month_end_marts

@@ -9,6 +9,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+DAYS_HAVE_FACT = "days_with_files_have_fact"
 MONTH_TOTAL = "month_total_matches_fact"
 UNIQUE_KEYS = "no_duplicate_keys"
 WINNER_PER_STORE = "winner_per_store"
@@ -20,8 +21,31 @@ def spec(asset: str, name: str, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
 
 
+def _days_spec(asset: str) -> dg.AssetCheckSpec:
+    return spec(
+        asset,
+        DAYS_HAVE_FACT,
+        "Every day of the month with sales files (in the ledger) has its sales_enriched "
+        "partition; a day with files is never read as empty. Failed: rebuild the days in "
+        "missing_days (README, Rebuild a day whose fact failed).",
+    )
+
+
+def days_have_fact_result(missing_days: list[str], empty_days: list[str], with_fact: int):
+    return dg.AssetCheckResult(
+        check_name=DAYS_HAVE_FACT,
+        passed=not missing_days,
+        metadata={
+            "missing_days": dg.MetadataValue.json(missing_days),
+            "empty_days": dg.MetadataValue.json(empty_days),
+            "days_with_fact": with_fact,
+        },
+    )
+
+
 def customer_mart_specs(asset: str) -> list[dg.AssetCheckSpec]:
     return [
+        _days_spec(asset),
         spec(asset, MONTH_TOTAL, "The month's total equals the sales fact's, to the cent."),
         spec(asset, UNIQUE_KEYS, "One row per customer and month."),
     ]
@@ -29,6 +53,7 @@ def customer_mart_specs(asset: str) -> list[dg.AssetCheckSpec]:
 
 def sales_team_mart_specs(asset: str) -> list[dg.AssetCheckSpec]:
     return [
+        _days_spec(asset),
         spec(asset, MONTH_TOTAL, "The month's total equals the sales fact's, to the cent."),
         spec(asset, UNIQUE_KEYS, "One row per store, seller and month."),
         spec(asset, WINNER_PER_STORE, "Every store with sales in the month has a top seller."),

@@ -1,22 +1,29 @@
 """What a mart publication means for the business: month-to-date, final, or a late correction.
 
-A month is final once it has closed (its last day is over in UTC); the month-end schedule is what
-normally publishes it first. A later publication of a final month is a late recompute (a file
-arrived late, or an operator reran it), and for the sales-team mart it says whether the
-incentive went to someone else than before.
+A month is final once it has closed, its last day's files are due (`files_due_hour` on the 1st)
+and it is complete: every day that has files in the ledger (landing, archived or rejected) has
+its `sales_enriched` partition. A day with files but no fact (its build failed after the files
+were archived, or it is still running) is never read as empty: the marts fail naming it
+(`missing_days`). A day without any file is empty and is listed as such (`empty_days`).
+The month-end schedule is what normally publishes a month as final first. A later publication
+of a final month is a late recompute (a file arrived late, or an operator reran it), and for
+the sales-team mart it says whether the incentive went to someone else than before.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import sqlalchemy as sa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sales_platform.schemas import sales_team_data_mart_table
+from sales_platform.schemas import product_staging_table, sales_team_data_mart_table
+from sales_platform.settings import AutomationSettings
+from sales_platform.storage.lake import Lake
 
 FINAL_TAG = "sales_platform/final"
 FACT_KEY = dg.AssetKey("sales_enriched")
@@ -62,13 +69,77 @@ def _fact_changed_since(instance: dg.DagsterInstance, month: str, since: float) 
     return bool(result.records)
 
 
+@dataclass(frozen=True)
+class Completeness:
+    """Which days of the run's months have sales files and which have their fact."""
+
+    days: list[str]  # every day of the months, up to today
+    with_files: frozenset[str]
+    with_fact: frozenset[str]
+
+    @property
+    def missing_days(self) -> list[str]:
+        """Days with files but no fact: reading them as empty would under-report the month."""
+        return sorted(self.with_files - self.with_fact)
+
+    @property
+    def empty_days(self) -> list[str]:
+        """Days without any file and without fact: no sales, read as empty."""
+        return [d for d in self.days if d not in self.with_files and d not in self.with_fact]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_days
+
+
+def days_with_files(engine: sa.Engine, first: date, last: date) -> set[str]:
+    """Business days first..last that have a file in the ledger, whatever its status."""
+    table = product_staging_table
+    if not sa.inspect(engine).has_table(table.name):
+        return set()
+    query = (
+        sa.select(table.c.business_date)
+        .where(table.c.business_date >= first, table.c.business_date <= last)
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return {d.isoformat() for (d,) in conn.execute(query)}
+
+
+def month_completeness(
+    lake: Lake, ledger_engine: sa.Engine, window: dg.TimeWindow, now: datetime | None = None
+) -> Completeness:
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    first = window.start.date()
+    last = min(window.end.date() - timedelta(days=1), today)
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return Completeness(
+        days=days,
+        with_files=frozenset(days_with_files(ledger_engine, first, last)),
+        with_fact=frozenset(lake.existing_partitions(FACT_KEY.to_python_identifier(), days)),
+    )
+
+
+def files_due(month: str, automation: AutomationSettings, now: datetime | None = None) -> bool:
+    """The files of the month's last day are due by now."""
+    last_day = _month_window(month)[1].date() - timedelta(days=1)
+    return automation.files_deadline(last_day) <= (now or datetime.now(UTC))
+
+
 def finality_metadata(
-    context: dg.AssetExecutionContext, now: datetime | None = None
+    context: dg.AssetExecutionContext,
+    completeness: Completeness,
+    now: datetime | None = None,
+    automation: AutomationSettings | None = None,
 ) -> dict[str, object]:
-    """`final`: every month of the run has closed. `late_recompute`: a month already published
-    as final has new or changed days of sales since then (a late file, a rerun of a day)."""
+    """`final`: every month of the run has closed, its last files are due, and it is complete.
+    `late_recompute`: a month already published as final has new or changed days of sales
+    since then (a late file, a rerun of a day)."""
+    automation = automation or AutomationSettings.from_env()
     months = list(context.partition_keys)
-    final = all(month_has_closed(m, now) for m in months)
+    final = completeness.complete and all(
+        month_has_closed(m, now) and files_due(m, automation, now) for m in months
+    )
     late = []
     for month in months:
         since = month_has_closed(month, now) and _last_final_publication(
@@ -80,6 +151,9 @@ def finality_metadata(
         "final": final,
         "late_recompute": bool(late),
         "months": dg.MetadataValue.json(months),
+        "days_with_fact": len(completeness.with_fact),
+        "missing_days": dg.MetadataValue.json(completeness.missing_days),
+        "empty_days": dg.MetadataValue.json(completeness.empty_days),
     }
     if late:
         metadata["note"] = (
