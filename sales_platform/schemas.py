@@ -267,6 +267,8 @@ sales_team_data_mart_table = sa.Table(
 )
 
 # The file ledger: the origin's audit table, one row per file version (bucket, key, ETag).
+# `etag` is the version's landing ETag, also when the file is read back from the archive (the
+# archived copy carries it as metadata), so a rebuild from the archive adds no row.
 # Status: A = being processed (or failed mid-way), I = completed, E = rejected (see `reason`).
 product_staging_table = sa.Table(
     "product_staging_table",
@@ -289,6 +291,8 @@ product_staging_table = sa.Table(
     sa.Column("status", sa.String(1), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("archived_key", sa.Text),
+    # Why an operator pushed this content through (`sales-platform files reprocess`).
+    sa.Column("reprocess_reason", sa.Text),
     sa.Column("created_date", sa.DateTime, nullable=False),
     sa.Column("updated_date", sa.DateTime, nullable=False),
     sa.UniqueConstraint("bucket", "key_hash", "etag", name="uq_file_version"),

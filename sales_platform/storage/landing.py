@@ -12,6 +12,7 @@ Columns are matched by header name in any order; columns beyond the contract are
 
 from __future__ import annotations
 
+import base64
 import codecs
 import csv
 import hashlib
@@ -37,6 +38,7 @@ from sales_platform.schemas import (
 )
 from sales_platform.storage.object_store import ObjectStore, StoredObject
 from sales_platform.storage.spark import FILE_SPLIT_BYTES
+from sales_platform.transforms.validate import MULTILINE_RECORD, STRAY_LINE_BREAK
 
 _DATE = r"(\d{4}-\d{2}-\d{2})"
 _SEGMENT_DATE = re.compile(rf"(?:^|/)(?:sales_date=)?{_DATE}/")
@@ -67,32 +69,84 @@ def _below_landing(key: str) -> str:
     return key[len(LANDING_PREFIX) :]
 
 
+# S3 keys are at most 1,024 bytes; the store's own prefix and `.reason.json` need room too.
+MAX_KEY_BYTES = 900
+
+
+def bounded_key(key: str, limit: int = MAX_KEY_BYTES) -> str:
+    """key itself when it fits in `limit` UTF-8 bytes; else its head, then a hash of the whole.
+
+    The hash keeps distinct over-long keys distinct; the extension is kept for whoever opens it.
+    """
+    raw = key.encode("utf-8")
+    if len(raw) <= limit:
+        return key
+    name = key.rsplit("/", 1)[-1]
+    ext = name[name.rfind(".") :] if "." in name and len(name) - name.rfind(".") <= 10 else ""
+    tail = f"~{hashlib.sha256(raw).hexdigest()[:32]}{ext}"
+    head = raw[: limit - len(tail.encode())].decode("utf-8", errors="ignore")
+    return head + tail
+
+
 def archive_key(key: str, day: date) -> str:
-    return f"{PROCESSED_PREFIX}{day.isoformat()}/{_below_landing(key)}"
+    return bounded_key(f"{PROCESSED_PREFIX}{day.isoformat()}/{_below_landing(key)}")
 
 
 def error_key(key: str, day: date | None) -> str:
-    return f"{ERROR_PREFIX}{day.isoformat() if day else 'undated'}/{_below_landing(key)}"
+    folder = day.isoformat() if day else "undated"
+    return bounded_key(f"{ERROR_PREFIX}{folder}/{_below_landing(key)}")
+
+
+# Object metadata on an archived or rejected copy: the identity of the version that landed, so
+# a rebuild from the archive is the same file version whatever S3 did to the ETag on copy.
+META_LANDING_ETAG = "landing-etag"
+META_LANDING_KEY = "landing-key"  # base64 of the landing key, only when the copy's key is hashed
+
+
+def identity_metadata(landing_key: str, landing_etag: str, moved_to: str) -> dict[str, str]:
+    meta = {META_LANDING_ETAG: landing_etag}
+    if not moved_to.endswith(_below_landing(landing_key)):
+        meta[META_LANDING_KEY] = base64.urlsafe_b64encode(landing_key.encode()).decode()
+    return meta
 
 
 @dataclass(frozen=True)
 class LandedFile:
-    """One current file of a business day: where it is now, and the key it landed under."""
+    """One current file of a business day: where it is now, and the key it landed under.
+
+    `etag` is the landing version's identity (kept on the archived copy's metadata). `fallback`
+    is the archived version of the same key when a re-upload waits in landing: served instead
+    of the re-upload if that is rejected (see README, "File identity and re-uploads").
+    """
 
     obj: StoredObject
     business_date: date
     landing_key: str
+    etag: str = ""
+    fallback: LandedFile | None = None
 
     @property
     def archived(self) -> bool:
         return self.obj.key != self.landing_key
+
+    @property
+    def identity(self) -> str:
+        return self.etag or self.obj.etag
+
+
+def _archived_file(store: ObjectStore, obj: StoredObject, day: date, prefix: str) -> LandedFile:
+    meta = store.metadata(obj.key) if hasattr(store, "metadata") else {}
+    landing_key = LANDING_PREFIX + obj.key[len(prefix) :]
+    if META_LANDING_KEY in meta:
+        landing_key = base64.urlsafe_b64decode(meta[META_LANDING_KEY]).decode()
+    return LandedFile(obj, day, landing_key, meta.get(META_LANDING_ETAG, obj.etag))
 
 
 def current_files(store: ObjectStore, days: Iterable[date]) -> dict[date, list[LandedFile]]:
     """Every current file of each day: still in landing, or already archived.
 
     A key that is in both places was re-uploaded after it was processed: the landing copy is
-    the newer content and replaces the archived one.
+    the newer content and replaces the archived one, which stays its fallback.
     """
     wanted = set(days)
     found: dict[date, dict[str, LandedFile]] = defaultdict(dict)
@@ -101,12 +155,13 @@ def current_files(store: ObjectStore, days: Iterable[date]) -> dict[date, list[L
         for obj in store.list(prefix):
             if obj.key.endswith(".reason.json"):
                 continue
-            landing_key = LANDING_PREFIX + obj.key[len(prefix) :]
-            found[day][landing_key] = LandedFile(obj, day, landing_key)
+            landed = _archived_file(store, obj, day, prefix)
+            found[day][landed.landing_key] = landed
     for obj in store.list(LANDING_PREFIX):
         day = business_date_from_key(obj.key)
         if day in wanted and is_sales_file(obj.key):
-            found[day][obj.key] = LandedFile(obj, day, obj.key)
+            archived = found[day].get(obj.key)
+            found[day][obj.key] = LandedFile(obj, day, obj.key, obj.etag, archived)
     return {
         day: sorted(files.values(), key=lambda f: (f.obj.last_modified, f.landing_key))
         for day, files in found.items()
@@ -117,9 +172,19 @@ class FileRejected(ValueError):
     """A whole file cannot be read as sales: the message says why."""
 
 
+# Beyond these a file is not a sales export with a few odd lines: it is rejected whole.
+MAX_FLAGGED_LINES = 10_000
+MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_HEADER_COLUMNS = 1_000
+_LF, _CR, _QUOTE, _SPACE = 10, 13, 34, 32
+
+
 @dataclass
 class FileFacts:
-    """What a pass over a file's bytes established, before Spark reads it."""
+    """What a pass over a file's bytes established, before Spark reads it.
+
+    Counts and offsets are of the staged copy: the file's lines, each ended by one LF.
+    """
 
     sha256: str
     size: int
@@ -128,11 +193,20 @@ class FileFacts:
     data_rows: int
     # Newlines before each split boundary k * FILE_SPLIT_BYTES (k >= 1).
     newlines_at_split: list[int] = field(default_factory=list)
+    # Line number -> reason, for the rows the byte pass already knows are broken.
+    flagged_lines: dict[int, str] = field(default_factory=dict)
+    # The staged copy differs from the original bytes (CR line ends, joined records).
+    rewritten: bool = False
 
 
 def parse_header(first_line: bytes) -> tuple[str, ...]:
     text = first_line.rstrip(b"\r").decode("utf-8-sig")
-    header = tuple(c.strip() for c in next(csv.reader(io.StringIO(text)), []))
+    try:
+        header = tuple(c.strip() for c in next(csv.reader(io.StringIO(text)), []))
+    except csv.Error as exc:  # e.g. a column name longer than the csv module's field limit
+        raise FileRejected(f"the header is not readable as CSV: {exc}") from exc
+    if len(header) > MAX_HEADER_COLUMNS:
+        raise FileRejected(f"{len(header)} columns in the header (at most {MAX_HEADER_COLUMNS})")
     missing = [c for c in SALES_CSV_COLUMNS if c not in header]
     if missing:
         raise FileRejected(f"missing mandatory column(s): {', '.join(missing)}")
@@ -141,62 +215,260 @@ def parse_header(first_line: bytes) -> tuple[str, ...]:
     return header
 
 
-def inspect_file(path: Path) -> FileFacts:
-    """One pass over the bytes: SHA-256, strict UTF-8, header, and a count of the data rows.
+def _ends_in_quote(line: bytes, in_quote: bool) -> bool:
+    """Whether an RFC 4180 line ends inside a quoted field (a quote opens one only at a
+    field's start; a doubled quote inside one is a quote)."""
+    i, n, field_start = 0, len(line), not in_quote
+    while i < n:
+        if in_quote:
+            j = line.find(b'"', i)
+            if j < 0:
+                return True
+            if j + 1 < n and line[j + 1] == _QUOTE:
+                i = j + 2
+                continue
+            in_quote, field_start, i = False, False, j + 1
+        elif field_start and line[i] == _QUOTE:
+            in_quote, field_start, i = True, False, i + 1
+        else:
+            j = line.find(b",", i)
+            if j < 0:
+                return False
+            i, field_start = j + 1, True
+    return in_quote
 
-    Raises FileRejected for an empty, header-only, undecodable or header-less file.
+
+class _Lines:
+    """Turns a file's bytes, chunk by chunk, into the staged copy's lines, each ended by LF.
+
+    The line end is the file's own: LF (CRLF counts as LF) or, when the first line ends with a
+    lone CR, CR (Excel's "CSV (Macintosh)"). The other one alone inside a line is a stray: it
+    becomes a space and the line is flagged `stray_line_break`. A line end inside a quoted field
+    joins the record's lines (with a space) and the record is flagged `multiline_record`; as
+    many empty lines follow it as it had line ends, so every later line keeps its number. Spark's
+    reader then meets LF only, so it and this pass agree on every line by construction.
     """
+
+    def __init__(self, sink=None):
+        self.sink = sink
+        self.style: int | None = None
+        self.tail = b""  # raw bytes of an unfinished line
+        self.open_record = b""  # normalised lines of a record whose quoted field is still open
+        self.lines = self.empty = self.size = 0
+        self.last_byte = _LF  # as if the file followed a newline
+        self.first_line: bytes | None = None
+        self.newlines_at_split: list[int] = []
+        self.flagged: dict[int, str] = {}
+        self.rewritten = False
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        data = self.tail + chunk
+        if final:
+            body, self.tail = data, b""
+        else:
+            # A trailing CR may be the first half of a CRLF: it waits for the next chunk.
+            limit = len(data) - 1 if data.endswith(b"\r") else len(data)
+            cut = max(data.rfind(b"\n", 0, limit), data.rfind(b"\r", 0, limit))
+            body, self.tail = data[: cut + 1], data[cut + 1 :]
+            if len(self.tail) > MAX_LINE_BYTES:
+                raise FileRejected(f"a line longer than {MAX_LINE_BYTES} bytes")
+        text = self._normalise(body, final) if body else b""
+        if text or final:
+            text = self.open_record + text
+            self.open_record = b""
+            self._emit(self._join_quoted(text, final) if b'"' in text else text)
+
+    def _normalise(self, body: bytes, final: bool) -> bytes:
+        arr = np.frombuffer(body, dtype=np.uint8)
+        cr = arr == _CR
+        if self.style is None:
+            ends = np.flatnonzero(cr | (arr == _LF))
+            first = int(ends[0]) if len(ends) else -1
+            lone_cr = first >= 0 and cr[first] and (first + 1 == len(arr) or arr[first + 1] != _LF)
+            self.style = _CR if lone_cr else _LF
+        if self.style == _LF and not cr.any():
+            return body
+        self.rewritten = True
+        lf = arr == _LF
+        cr_lf = np.zeros_like(cr)
+        cr_lf[:-1] = cr[:-1] & lf[1:]
+        if self.style == _LF:
+            drop, stray, ends_cr = cr_lf, cr & ~cr_lf, np.zeros_like(cr)
+            if final and cr[-1]:  # a CR ending the file ends its last line
+                stray[-1], ends_cr[-1] = False, True
+        else:
+            drop = np.zeros_like(lf)
+            drop[1:] = cr_lf[:-1]
+            stray, ends_cr = lf & ~drop, cr
+        out = arr.copy()
+        out[stray] = _SPACE
+        out[ends_cr] = _LF
+        keep = ~drop
+        out, stray = out[keep], stray[keep]
+        if stray.any():
+            # Numbered in the stream that follows any open record.
+            newlines = np.flatnonzero(out == _LF)
+            before = self.open_record.count(b"\n")
+            for pos in np.flatnonzero(stray):
+                line = self.lines + before + int(np.searchsorted(newlines, pos)) + 1
+                self._flag(line, STRAY_LINE_BREAK)
+        return out.tobytes()
+
+    def _flag(self, line: int, reason: str) -> None:
+        self.flagged[line] = reason
+        if len(self.flagged) > MAX_FLAGGED_LINES:
+            raise FileRejected(
+                f"more than {MAX_FLAGGED_LINES} lines with stray line breaks or line breaks "
+                "inside quoted fields"
+            )
+
+    def _join_quoted(self, text: bytes, final: bool) -> bytes:
+        arr = np.frombuffer(text, dtype=np.uint8)
+        newlines = np.flatnonzero(arr == _LF)
+        quotes = np.concatenate(([0], np.cumsum(arr == _QUOTE)))
+        starts = np.concatenate(([0], newlines + 1))
+        ends = np.append(newlines, len(arr))
+        # Only a line with an odd number of quotes can end inside a quoted field.
+        odd = np.flatnonzero((quotes[ends] - quotes[starts]) % 2 == 1)
+        ended = len(newlines)  # lines 0..ended-1 have a line end; line `ended` is the rest
+
+        def line(k: int) -> bytes:
+            return text[starts[k] : ends[k]]
+
+        pieces, copied, resume = [], 0, 0
+        for j in (int(j) for j in odd):
+            if j < resume or j >= ended or not _ends_in_quote(line(j), False):
+                continue
+            k = j + 1
+            while k < ended and _ends_in_quote(line(k), True):
+                k += 1
+            if k < ended or (k == ended and starts[k] < len(arr)):
+                last = k  # the line that closes the field, or the file's unterminated last line
+            elif final:
+                last = k - 1  # the file ends inside the quoted field
+            else:  # the field may close in the next chunk: keep the record for then
+                self.open_record = text[starts[j] :]
+                if len(self.open_record) > MAX_LINE_BYTES:
+                    raise FileRejected(
+                        f"a quoted field is not closed within {MAX_LINE_BYTES} bytes"
+                    )
+                pieces.append(text[copied : starts[j]])
+                return b"".join(pieces)
+            line_ends = min(last + 1, ended) - j
+            pieces.append(text[copied : starts[j]])
+            pieces.append(b" ".join(line(n) for n in range(j, last + 1)) + b"\n" * line_ends)
+            copied = min(int(ends[last]) + 1, len(arr))
+            resume = last + 1
+            self.rewritten = True
+            self._flag(self.lines + j + 1, MULTILINE_RECORD)
+        pieces.append(text[copied:])
+        return b"".join(pieces)
+
+    def _emit(self, text: bytes) -> None:
+        if not text:
+            return
+        arr = np.frombuffer(text, dtype=np.uint8)
+        newlines = np.flatnonzero(arr == _LF)
+        if self.first_line is None:
+            self.first_line = text[: newlines[0]] if len(newlines) else text
+        before = np.concatenate(([self.last_byte], arr[:-1]))[newlines]
+        self.empty += int(np.count_nonzero(before == _LF))
+        k = self.size // FILE_SPLIT_BYTES + 1
+        while k * FILE_SPLIT_BYTES < self.size + len(text):
+            at = k * FILE_SPLIT_BYTES - self.size
+            self.newlines_at_split.append(self.lines + int(np.searchsorted(newlines, at)))
+            k += 1
+        self.lines += len(newlines)
+        self.size += len(text)
+        self.last_byte = int(arr[-1])
+        if self.sink is not None:
+            self.sink.write(text)
+
+    def finish(self) -> None:
+        self.feed(b"", final=True)
+        if self.size and self.last_byte != _LF:
+            self.lines += 1  # a last line without a newline
+
+
+def _read_lines(path: Path, sink=None) -> tuple[_Lines, str, int]:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    lines = empty = 0
-    tail = b"\n\n"  # as if the file followed a blank line: a leading blank line counts as empty
-    first_line = b""
-    newlines_at_split: list[int] = []
+    lines = _Lines(sink)
     offset = 0
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                raise FileRejected(
-                    f"not UTF-8 text: undecodable byte at offset {offset + exc.start}"
-                ) from exc
-            if offset == 0:
-                first_line = chunk.split(b"\n", 1)[0]
-            buf = np.frombuffer(tail + chunk, dtype=np.uint8)
-            at = np.flatnonzero(buf[2:] == 10) + 2
-            before = buf[at - 1]
-            # An empty line: nothing (or only a CR) between two newlines.
-            empty += int(np.count_nonzero((before == 10) | ((before == 13) & (buf[at - 2] == 10))))
-            lines += len(at)
+            if sink is None:
+                digest.update(chunk)
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    raise FileRejected(
+                        f"not UTF-8 text: undecodable byte at offset {offset + exc.start}"
+                    ) from exc
+            lines.feed(chunk)
             offset += len(chunk)
-            tail = (tail + chunk)[-2:]
-            if offset % FILE_SPLIT_BYTES == 0:
-                newlines_at_split.append(lines)
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError as exc:
-            raise FileRejected("not UTF-8 text: truncated character at the end") from exc
-    if offset == 0:
+        if sink is None:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as exc:
+                raise FileRejected("not UTF-8 text: truncated character at the end") from exc
+    lines.finish()
+    return lines, digest.hexdigest(), offset
+
+
+def inspect_file(path: Path) -> FileFacts:
+    """One pass over the bytes: SHA-256 (of the original bytes), strict UTF-8, header, and a
+    count of the data rows as Spark will read them from the staged copy (see `_Lines`).
+
+    Raises FileRejected for an empty, header-only, undecodable or header-less file.
+    """
+    lines, sha256, size = _read_lines(path)
+    if size == 0:
         raise FileRejected("empty file (zero bytes)")
-    if tail[-1:] != b"\n" and tail[-1:] != b"\r":
-        lines += 1  # a last line without a newline
-    header = parse_header(first_line)
-    data_rows = lines - empty - 1
+    header = parse_header(lines.first_line or b"")
+    data_rows = lines.lines - lines.empty - 1
     if data_rows <= 0:
         raise FileRejected("header only: no rows")
-    return FileFacts(digest.hexdigest(), offset, header, data_rows, newlines_at_split)
+    flagged = {n: r for n, r in lines.flagged.items() if n > 1}
+    return FileFacts(
+        sha256, size, header, data_rows, lines.newlines_at_split, flagged, lines.rewritten
+    )
 
 
-def stage_file(store: ObjectStore, key: str, target: Path) -> Path:
-    """Put the object where local Spark can read it: a link to a local file, or a download."""
+def write_staged_copy(source: Path, target: Path) -> None:
+    """The staged copy Spark reads: the file's lines, each ended by LF (see `_Lines`)."""
+    with target.open("wb") as sink:
+        _read_lines(source, sink)
+
+
+def stage_file(store: ObjectStore, key: str, target: Path) -> FileFacts:
+    """Inspect the object and put it where local Spark can read it as `target`.
+
+    A file whose staged copy equals its bytes is a link to a local file, or the download
+    itself; otherwise the staged copy is written from them (`write_staged_copy`). Raises
+    FileRejected (or whatever reading its content raised) for a file that cannot be sales.
+    """
     source = store.local_path(key)
-    if source is not None:
-        os.symlink(source, target)
-    else:
-        store.download(key, target)
-    return target
+    raw = source if source is not None else target.with_name(f"{target.name}.download")
+    try:
+        if source is None:
+            store.download(key, raw)
+        try:
+            facts = inspect_file(raw)
+            if facts.rewritten:
+                write_staged_copy(raw, target)
+        except (FileRejected, OSError):
+            raise  # OSError: the disk or the store, not the file's content
+        except Exception as exc:  # noqa: BLE001 - any content failure is this file's alone
+            raise FileRejected(f"cannot be read: {type(exc).__name__}: {exc}") from exc
+        if not facts.rewritten and source is not None:
+            os.symlink(source, target)
+        elif not facts.rewritten:
+            os.replace(raw, target)
+    finally:
+        if source is None:
+            raw.unlink(missing_ok=True)
+    return facts
 
 
 def _ddl(columns: list[str]) -> str:
@@ -297,6 +569,17 @@ def with_line_numbers(spark: SparkSession, rows: DataFrame, files: list[StagedFi
         for k, newlines in enumerate(staged.facts.newlines_at_split, start=1):
             splits.append((n, k * FILE_SPLIT_BYTES, newlines + 1))
     table = spark.createDataFrame(splits, "file_index INT, split_start LONG, lines_before LONG")
-    return rows.join(F.broadcast(table), ["file_index", "split_start"], "left").withColumn(
+    numbered = rows.join(F.broadcast(table), ["file_index", "split_start"], "left").withColumn(
         "line_number", F.col("lines_before") + F.col("line_in_split") + 1
     )
+    flagged = [
+        (int(s.path.stem), line, reason)
+        for s in files
+        for line, reason in s.facts.flagged_lines.items()
+    ]
+    if not flagged:
+        return numbered.withColumn("line_problem", F.lit(None).cast("string"))
+    problems = spark.createDataFrame(
+        flagged, "file_index INT, line_number LONG, line_problem STRING"
+    )
+    return numbered.join(F.broadcast(problems), ["file_index", "line_number"], "left")

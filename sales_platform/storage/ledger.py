@@ -50,12 +50,20 @@ class Ledger:
             t.etag == version.etag,
         )
 
-    def start(self, version: FileVersion, run_id: str, sha256: str | None = None) -> None:
+    def start(
+        self,
+        version: FileVersion,
+        run_id: str,
+        sha256: str | None = None,
+        reprocess_reason: str | None = None,
+    ) -> None:
         """Record that run_id is processing this file version (status A)."""
         now = _now()
         values = {"run_id": run_id, "status": PROCESSING, "reason": None, "updated_date": now}
         if sha256 is not None:
             values["sha256"] = sha256
+        if reprocess_reason is not None:
+            values["reprocess_reason"] = reprocess_reason
         with self.engine.begin() as conn:
             updated = conn.execute(
                 ledger_table.update().where(self._where(version)).values(**values)
@@ -112,8 +120,14 @@ class Ledger:
                 .values(updated_date=_now(), **values)
             )
 
-    def original_of(self, sha256: str, key: str, bucket: str) -> str | None:
-        """The key under which this exact content was first accepted, if not `key` itself."""
+    def original_of(
+        self, sha256: str, key: str, bucket: str, business_date: date | None = None
+    ) -> str | None:
+        """The other key whose identical content already gave accepted sales to the same day.
+
+        An original that contributed nothing (say, every row `sales_date_mismatch` because it
+        landed in the wrong day's folder) does not make a corrected re-send a duplicate.
+        """
         t = ledger_table.c
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -123,11 +137,73 @@ class Ledger:
                     t.sha256 == sha256,
                     t.key_hash != key_hash(key),
                     t.status == COMPLETED,
+                    t.rows_accepted > 0,
+                    t.business_date == business_date,
                 )
                 .order_by(t.id)
                 .limit(1)
             ).first()
         return row.object_key if row else None
+
+    def latest(self, bucket: str, key: str) -> dict | None:
+        """The newest ledger row of a landing key."""
+        t = ledger_table.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(ledger_table)
+                .where(t.bucket == bucket, t.key_hash == key_hash(key))
+                .order_by(t.id.desc())
+                .limit(1)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def allow_reprocess(self, bucket: str, key: str, sha256: str, reason: str) -> int:
+        """Record an operator's decision that this content of `key` is loaded even if it looks
+        like a duplicate. Returns the number of ledger rows marked."""
+        t = ledger_table.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                ledger_table.update()
+                .where(t.bucket == bucket, t.key_hash == key_hash(key), t.sha256 == sha256)
+                .values(reprocess_reason=reason, updated_date=_now())
+            ).rowcount
+
+    def reprocess_reason(self, bucket: str, key: str, sha256: str) -> str | None:
+        """The operator's reason to push this content of `key` through, if one was recorded."""
+        t = ledger_table.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.reprocess_reason)
+                .where(
+                    t.bucket == bucket,
+                    t.key_hash == key_hash(key),
+                    t.sha256 == sha256,
+                    t.reprocess_reason.is_not(None),
+                )
+                .order_by(t.id.desc())
+                .limit(1)
+            ).first()
+        return row.reprocess_reason if row else None
+
+    def history(self, bucket: str, keys: list[str]) -> dict[str, list[dict]]:
+        """For each key the ledger knows, its versions' rows (`etag`, `status`, `run_id`), the
+        most recently handled last (a revert makes an older version's row the latest again)."""
+        t = ledger_table.c
+        by_hash = {key_hash(k): k for k in keys}
+        hashes = sorted(by_hash)
+        found: dict[str, list[dict]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(hashes), 500):
+                rows = conn.execute(
+                    sa.select(t.id, t.key_hash, t.etag, t.status, t.run_id, t.updated_date).where(
+                        t.bucket == bucket, t.key_hash.in_(hashes[i : i + 500])
+                    )
+                )
+                for r in rows:
+                    found.setdefault(by_hash[r.key_hash], []).append(dict(r._mapping))
+        for versions in found.values():
+            versions.sort(key=lambda r: (r["updated_date"], r["id"]))
+        return found
 
     def entry(self, version: FileVersion) -> dict | None:
         with self.engine.connect() as conn:

@@ -51,11 +51,24 @@ class ObjectStore(Protocol):
 
     def download(self, key: str, local_path: Path) -> None: ...
     def copy(self, src_key: str, dst_key: str) -> None: ...
-    def move(self, src_key: str, dst_key: str, if_etag: str | None = None) -> bool:
+    def move(
+        self,
+        src_key: str,
+        dst_key: str,
+        if_etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> bool:
         """Move src to dst; with if_etag, only while src still holds that version.
 
-        Returns False (and moves nothing) when src is gone or holds another version.
+        Returns False (and moves nothing) when src is gone or holds another version. When src
+        is replaced between the copy and the delete, the copy stands and the new src is kept
+        (True): nothing is ever deleted that was not copied. `metadata` (ASCII) is stored on
+        dst where the store keeps object metadata.
         """
+        ...
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The user metadata stored with an object ({} where the store keeps none)."""
         ...
 
     def delete(self, keys: Iterable[str]) -> None: ...
@@ -149,7 +162,14 @@ class LocalObjectStore:
         shutil.copyfile(self._path(src_key), tmp)
         os.replace(tmp, target)
 
-    def move(self, src_key: str, dst_key: str, if_etag: str | None = None) -> bool:
+    def move(
+        self,
+        src_key: str,
+        dst_key: str,
+        if_etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> bool:
+        # A rename keeps the mtime, hence the size+mtime tag: the identity needs no metadata.
         current = self.head(src_key)
         if current is None or (if_etag is not None and current.etag != if_etag):
             return False
@@ -157,6 +177,9 @@ class LocalObjectStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._path(src_key), target)
         return True
+
+    def metadata(self, key: str) -> dict[str, str]:
+        return {}
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -248,9 +271,20 @@ class S3ObjectStore:
             ExtraArgs=self._put_args or None,
         )
 
-    def move(self, src_key: str, dst_key: str, if_etag: str | None = None) -> bool:
+    def move(
+        self,
+        src_key: str,
+        dst_key: str,
+        if_etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> bool:
         source = {"Bucket": self.bucket, "Key": self._key(src_key)}
-        extra = dict(self._put_args)
+        extra: dict = dict(self._put_args)
+        if metadata:
+            # The copy may get a new ETag (multipart above 8 MB, SSE-KMS): the metadata carries
+            # the landing identity across.
+            extra["Metadata"] = metadata
+            extra["MetadataDirective"] = "REPLACE"
         if if_etag is not None:
             # S3 checks the version itself: a re-upload after our read is never archived.
             extra["CopySourceIfMatch"] = f'"{if_etag}"'
@@ -258,12 +292,24 @@ class S3ObjectStore:
             # The managed copy: multipart above 5 GB, where copy_object would refuse.
             self.client.copy(source, self.bucket, self._key(dst_key), ExtraArgs=extra or None)
         except self.client.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+            if _code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
                 return False
             raise
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(src_key))
+        delete = {"Bucket": self.bucket, "Key": self._key(src_key)}
+        if if_etag is not None:
+            # Conditional delete (S3 and moto honour If-Match on DeleteObject): a re-upload
+            # that landed after the copy is not the version copied, so it stays for the next run.
+            delete["IfMatch"] = f'"{if_etag}"'
+        try:
+            self.client.delete_object(**delete)
+        except self.client.exceptions.ClientError as exc:
+            if _code(exc) not in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                raise
         return True
+
+    def metadata(self, key: str) -> dict[str, str]:
+        resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return dict(resp.get("Metadata") or {})
 
     def delete(self, keys: Iterable[str]) -> None:
         batch: list[dict[str, str]] = []
@@ -288,6 +334,10 @@ class S3ObjectStore:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+
+def _code(exc) -> str | None:
+    return exc.response.get("Error", {}).get("Code")
 
 
 def is_remote(location: str) -> bool:

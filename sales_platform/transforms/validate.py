@@ -22,6 +22,8 @@ from sales_platform.schemas import (
     SALES_CSV_COLUMNS,
 )
 
+STRAY_LINE_BREAK = "stray_line_break"
+MULTILINE_RECORD = "multiline_record"
 MALFORMED_ROW = "malformed_row"
 INVALID_CUSTOMER_ID = "invalid_customer_id"
 INVALID_STORE_ID = "invalid_store_id"
@@ -36,6 +38,9 @@ TOTAL_COST_MISMATCH = "total_cost_mismatch"
 
 # The order in which rules are checked; a row is quarantined for the first one it breaks.
 REASON_CODES: tuple[str, ...] = (
+    # Flagged by the byte pass (storage/landing.py `_Lines`) in the optional `line_problem`.
+    STRAY_LINE_BREAK,
+    MULTILINE_RECORD,
     MALFORMED_ROW,
     INVALID_CUSTOMER_ID,
     INVALID_STORE_ID,
@@ -119,6 +124,9 @@ def validate_sales(raw: DataFrame) -> DataFrame:
         F.col("source_key"),
         F.col("business_date"),
         (F.col("malformed") if "malformed" in raw.columns else F.lit(False)).alias("_malformed"),
+        (F.col("line_problem") if "line_problem" in raw.columns else F.lit(None))
+        .cast("string")
+        .alias("_line_problem"),
         *[_column(raw, c).cast(RAW_SALES_SCHEMA[c].dataType).alias(c) for c in PASSTHROUGH],
         # Untrimmed on purpose: the quarantine shows what the sender actually sent.
         F.to_json(
@@ -139,6 +147,8 @@ def validate_sales(raw: DataFrame) -> DataFrame:
     # decimal(10,2) x decimal(10,0) is exact in decimal(21,2): no rounding, no overflow.
     line_total = F.col("price") * F.col("quantity").cast(T.DecimalType(10, 0))
     broken: dict[str, Column] = {
+        STRAY_LINE_BREAK: F.col("_line_problem") == STRAY_LINE_BREAK,
+        MULTILINE_RECORD: F.col("_line_problem") == MULTILINE_RECORD,
         MALFORMED_ROW: F.col("_malformed"),
         INVALID_CUSTOMER_ID: F.col("customer_id").isNull(),
         INVALID_STORE_ID: F.col("store_id").isNull(),

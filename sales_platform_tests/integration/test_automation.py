@@ -139,10 +139,12 @@ def test_landing_sensor_daily_runs_then_one_mart_refresh_per_month(stack, spark)
     _generate(res, date(2023, 1, 30), days=4)
     with dg.instance_for_test() as instance:
         # The landing sensor asks for one daily run per day whose files landed.
-        context = dg.build_sensor_context(
-            instance=instance, definitions=defs, resources={"landing": defs.resources["landing"]}
-        )
-        landed = landing_sensor.evaluate_tick(context)
+        with dg.build_sensor_context(
+            instance=instance,
+            definitions=defs,
+            resources={k: defs.resources[k] for k in ("landing", "warehouse_db")},
+        ) as context:
+            landed = landing_sensor.evaluate_tick(context)
         days = sorted(r.partition_key for r in landed.run_requests)
         assert days == ["2023-01-30", "2023-01-31", "2023-02-01", "2023-02-02"]
         for request in landed.run_requests:

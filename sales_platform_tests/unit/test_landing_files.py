@@ -108,8 +108,13 @@ def test_ledger_on_sqlite_tracks_a_file_version(tmp_path):
     [entry] = ledger.entries()
     assert (entry["status"], entry["run_id"], entry["rows_accepted"]) == ("I", "run-2", 2)
     v2 = FileVersion("bucket", "sales_data/2023-01-05/b.csv", "e2", "s3://b/k2", None)
-    assert ledger.original_of("abc", v2.key, "bucket") == v1.key
-    assert ledger.original_of("abc", v1.key, "bucket") is None
+    day = date(2023, 1, 5)
+    assert ledger.original_of("abc", v2.key, "bucket", day) == v1.key
+    assert ledger.original_of("abc", v1.key, "bucket", day) is None
+    # Only an original that gave accepted sales to the same business day makes a duplicate.
+    assert ledger.original_of("abc", v2.key, "bucket", date(2023, 1, 6)) is None
+    ledger.complete(v1, rows_read=3, rows_accepted=0, rows_quarantined=3)
+    assert ledger.original_of("abc", v2.key, "bucket", day) is None
     ledger.start(v2, "run-3")
     ledger.reject(v2, "duplicate")
     assert ledger.entry(v2)["status"] == "E"

@@ -116,6 +116,8 @@ def validated(spark):
 
 def test_reason_codes_are_exported_in_rule_order():
     assert v.REASON_CODES == (
+        "stray_line_break",
+        "multiline_record",
         "malformed_row",
         "invalid_customer_id",
         "invalid_store_id",
@@ -136,7 +138,9 @@ def test_reason(validated, case_id, expected):
 
 
 def test_every_reason_code_is_covered():
-    assert {e for _, _, e in CASES} - {None} == set(v.REASON_CODES)
+    # The byte pass flags these two lines (`line_problem`): integration/test_landing.py covers them.
+    flagged = {v.STRAY_LINE_BREAK, v.MULTILINE_RECORD}
+    assert {e for _, _, e in CASES} - {None} == set(v.REASON_CODES) - flagged
 
 
 def test_good_row_is_typed_exactly(validated):

@@ -7,7 +7,14 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
 from sales_platform.defs.ingest.checks import BLOCKING, CHECK_SPECS, raw_sales_checks
-from sales_platform.defs.ingest.daily_load import DayLoad, commit, stage_days
+from sales_platform.defs.ingest.daily_load import (
+    REPROCESS_REASON_TAG,
+    REPROCESS_TAG,
+    DayLoad,
+    commit,
+    reprocess,
+    stage_days,
+)
 from sales_platform.defs.partitions import daily_partitions
 from sales_platform.defs.quality import (
     QualityThresholds,
@@ -115,6 +122,9 @@ def raw_sales(
     days = days_of(context.partition_time_window)
     store, the_lake, ledger = landing.open(), lake.lake(), Ledger(warehouse_db.engine())
     run_id = context.run.run_id
+    if context.run.tags.get(REPROCESS_TAG):  # `sales-platform files reprocess`, from the UI
+        reason = context.run.tags.get(REPROCESS_REASON_TAG) or f"requested by run {run_id}"
+        reprocess(store, ledger, context.run.tags[REPROCESS_TAG], reason)
     with timer.stage("stage"):
         load = stage_days(pyspark.spark_session, store, the_lake, ledger, days, run_id)
     checks = raw_sales_checks(load, quality)

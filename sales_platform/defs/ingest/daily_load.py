@@ -19,6 +19,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from sales_platform.schemas import ERROR_PREFIX
 from sales_platform.storage.lake import Lake, PartitionWrite, StagedWrite
 from sales_platform.storage.landing import (
     FileRejected,
@@ -27,7 +28,7 @@ from sales_platform.storage.landing import (
     archive_key,
     current_files,
     error_key,
-    inspect_file,
+    identity_metadata,
     read_sales_csvs,
     stage_file,
     with_line_numbers,
@@ -84,38 +85,68 @@ def _version(store: ObjectStore, landed: LandedFile) -> FileVersion:
     return FileVersion(
         bucket=store.uri(""),
         key=landed.landing_key,
-        etag=landed.obj.etag,
+        etag=landed.identity,
         location=store.uri(landed.obj.key),
         business_date=landed.business_date,
         size=landed.obj.size,
     )
 
 
-def _inspect(store, ledger, lake, files, run_id) -> tuple[list[FileOutcome], list[StagedFile]]:
-    """Stage and inspect every file; reject unusable files and duplicates of accepted content."""
-    scratch = lake.scratch()
-    outcomes, staged = [], []
-    first_with_content: dict[str, str] = {}
-    for n, landed in enumerate(files):
-        outcome = FileOutcome(landed, _version(store, landed))
-        outcomes.append(outcome)
-        path = stage_file(store, landed.obj.key, scratch / f"{n}.csv")
+class _Inspector:
+    """Stages and inspects files one by one; whatever goes wrong with one file's content is
+    that file's rejection alone (a failure to reach the store still fails the run)."""
+
+    def __init__(self, store, ledger, lake, run_id):
+        self.store, self.ledger, self.run_id = store, ledger, run_id
+        self.scratch = lake.scratch()
+        self.count = 0
+        # (sha256, business date) -> the first key with that content in this run
+        self.first_with_content: dict[tuple[str, date], str] = {}
+
+    def inspect(self, landed: LandedFile) -> tuple[FileOutcome, StagedFile | None]:
+        outcome = FileOutcome(landed, _version(self.store, landed))
+        path = self.scratch / f"{self.count}.csv"
+        self.count += 1
+        key = landed.landing_key
         try:
-            facts = inspect_file(path)
+            facts = stage_file(self.store, landed.obj.key, path)
         except FileRejected as exc:
-            ledger.start(outcome.version, run_id)
-            outcome.reason = str(exc)
-            continue
-        ledger.start(outcome.version, run_id, facts.sha256)
+            self.ledger.start(outcome.version, self.run_id)
+            outcome.reason = f"{key!r}: {exc}"
+            return outcome, None
+        bucket = outcome.version.bucket
+        forced = self.ledger.reprocess_reason(bucket, key, facts.sha256)
+        self.ledger.start(outcome.version, self.run_id, facts.sha256, forced)
         outcome.rows_read = facts.data_rows
-        original = first_with_content.get(facts.sha256) or ledger.original_of(
-            facts.sha256, landed.landing_key, outcome.version.bucket
+        content = (facts.sha256, landed.business_date)
+        original = self.first_with_content.get(content) or self.ledger.original_of(
+            facts.sha256, key, bucket, landed.business_date
         )
-        if original is not None and original != landed.landing_key:
-            outcome.reason = f"duplicate: same content as {original!r}"
-            continue
-        first_with_content[facts.sha256] = landed.landing_key
-        staged.append(StagedFile(landed, path, facts))
+        if forced is None and original is not None and original != key:
+            outcome.reason = (
+                f"{key!r}: duplicate: same content as {original!r}, which already gave "
+                f"accepted sales to {landed.business_date}"
+            )
+            return outcome, None
+        self.first_with_content.setdefault(content, key)
+        return outcome, StagedFile(landed, path, facts)
+
+
+def _admit(
+    inspector: _Inspector, files: list[LandedFile]
+) -> tuple[list[FileOutcome], list[StagedFile]]:
+    """Inspect the files; a rejected re-upload of an archived key is replaced by the archived
+    version it would have superseded (README, "File identity and re-uploads")."""
+    outcomes, staged = [], []
+    for landed in files:
+        outcome, good = inspector.inspect(landed)
+        outcomes.append(outcome)
+        if good is not None:
+            staged.append(good)
+        elif landed.fallback is not None:
+            more, more_staged = _admit(inspector, [landed.fallback])
+            outcomes.extend(more)
+            staged.extend(more_staged)
     return outcomes, staged
 
 
@@ -127,10 +158,45 @@ def stage_days(
     days: list[date],
     run_id: str,
 ) -> DayLoad:
+    """Stage the days' accepted and quarantined rows from every current file.
+
+    A file whose rows do not add up (read != accepted + quarantined) is rejected on its own and
+    the days are staged again without it, so one file never holds back the others.
+    """
     by_day = current_files(store, days)
     files = [f for day in days for f in by_day.get(day, [])]
-    outcomes, good = _inspect(store, ledger, lake, files, run_id)
+    inspector = _Inspector(store, ledger, lake, run_id)
+    outcomes, good = _admit(inspector, files)
+    while True:
+        load = _stage(spark, lake, days, outcomes, good)
+        unreconciled = load.unreconciled
+        if not unreconciled:
+            return load
+        lake.discard(load.accepted)
+        lake.discard(load.quarantine)
+        dropped = {f.landed for f in unreconciled}
+        for f in unreconciled:
+            f.reason = (
+                f"{f.landed.landing_key!r}: rows do not reconcile: {f.rows_read} read, "
+                f"{f.rows_accepted} accepted + {f.rows_quarantined} quarantined"
+            )
+        good = [g for g in good if g.landed not in dropped]
+        fallbacks = [f.fallback for f in dropped if f.fallback is not None]
+        more, more_staged = _admit(inspector, fallbacks)
+        outcomes.extend(more)
+        good.extend(more_staged)
 
+
+def _stage(
+    spark: SparkSession,
+    lake: Lake,
+    days: list[date],
+    outcomes: list[FileOutcome],
+    good: list[StagedFile],
+) -> DayLoad:
+    for outcome in outcomes:  # counted afresh from what is staged now
+        outcome.rows_accepted = outcome.rows_quarantined = 0
+        outcome.first_sales_date = outcome.last_sales_date = None
     raw = with_line_numbers(spark, read_sales_csvs(spark, good), good)
     # Both stages below read the validated rows: cached on local disk (encrypted, see
     # storage/spark.py), the CSV is parsed once instead of twice (raw_sales -30 % measured,
@@ -159,6 +225,7 @@ def stage_days(
 
 def _count(spark: SparkSession, lake: Lake, load: DayLoad) -> None:
     """Per-file counts from the staged Parquet: a cheap columnar read, not another CSV pass."""
+    # One staged version per landing key: the one read (a rejected re-upload is not).
     by_key = {f.landed.landing_key: f for f in load.read}
     accepted = (
         lake.read_staged(spark, load.accepted)
@@ -215,10 +282,12 @@ def commit(
                 outcome.reason,
                 landed.obj.etag,
                 run_id,
+                identity=landed.identity,
             )
         elif not landed.archived:
             target = archive_key(landed.landing_key, landed.business_date)
-            if store.move(landed.obj.key, target, if_etag=landed.obj.etag):
+            meta = identity_metadata(landed.landing_key, landed.identity, target)
+            if store.move(landed.obj.key, target, if_etag=landed.obj.etag, metadata=meta):
                 ledger.archived(outcome.version, target)
     return accepted, quarantine
 
@@ -231,14 +300,21 @@ def move_to_error(
     reason: str,
     etag: str | None,
     run_id: str | None,
+    identity: str | None = None,
 ) -> str | None:
-    """Move a rejected file to the error prefix with a `.reason.json` manifest beside it."""
+    """Move a rejected file to the error prefix with a `.reason.json` manifest beside it.
+
+    `etag` is the object's current version (the move happens only while it holds it);
+    `identity` the landing version's, when the object was already moved once.
+    """
     target = error_key(landing_key, day)
-    if not store.move(key, target, if_etag=etag):
+    identity = identity or etag
+    meta = identity_metadata(landing_key, identity, target) if identity else None
+    if not store.move(key, target, if_etag=etag, metadata=meta):
         return None
     manifest = {
         "landing_key": landing_key,
-        "etag": etag,
+        "etag": identity,
         "business_date": day.isoformat() if day else None,
         "reason": reason,
         "run_id": run_id,
@@ -246,3 +322,34 @@ def move_to_error(
     }
     store.put_bytes(f"{target}.reason.json", json.dumps(manifest, indent=2).encode())
     return target
+
+
+# Run tags that push a file through from the UI: launch the day with both set.
+REPROCESS_TAG = "sales_platform/reprocess"
+REPROCESS_REASON_TAG = "sales_platform/reprocess_reason"
+
+
+def reprocess(store: ObjectStore, ledger: Ledger, key: str, reason: str) -> str:
+    """Let a rejected file's content be loaded by the next run of its day.
+
+    `key` is the landing key or the key of its copy under `sales_data_error/`. The operator's
+    reason is recorded on the file's ledger rows; the file goes back to its landing key, and
+    its next load skips the duplicate rule (every other check still applies). Returns the
+    landing key.
+    """
+    if not reason.strip():
+        raise ValueError("a reason is required: it is recorded in the ledger")
+    bucket = store.uri("")
+    landing_key = key
+    if key.startswith(ERROR_PREFIX):
+        manifest = json.loads(store.get_bytes(f"{key}.reason.json"))
+        landing_key = manifest["landing_key"]
+    entry = ledger.latest(bucket, landing_key)
+    if entry is None or not entry["sha256"]:
+        raise ValueError(f"{landing_key!r}: no ledger row with the file's content hash")
+    ledger.allow_reprocess(bucket, landing_key, entry["sha256"], reason)
+    rejected = key if key != landing_key else error_key(landing_key, entry["business_date"])
+    obj = store.head(rejected)
+    if obj is not None and store.move(rejected, landing_key, if_etag=obj.etag):
+        store.delete([f"{rejected}.reason.json"])
+    return landing_key

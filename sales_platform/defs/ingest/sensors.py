@@ -14,41 +14,66 @@ from sales_platform.defs.jobs import daily_sales_job
 from sales_platform.defs.partitions import has_day
 from sales_platform.log_config import get_logger
 from sales_platform.schemas import LANDING_PREFIX
+from sales_platform.storage.database import Database
 from sales_platform.storage.landing import business_date_from_key
+from sales_platform.storage.ledger import COMPLETED, REJECTED, Ledger
 from sales_platform.storage.object_store import ObjectStoreResource, StoredObject
 
 log = get_logger(__name__)
 
-# Listing is by LastModified at 1-second resolution and objects can appear late in a listing:
-# each tick looks this far behind its watermark; run keys make the overlap harmless.
-LOOKBACK = timedelta(minutes=10)
-# Run keys already requested inside the look-back window, so a re-seen file is not re-announced.
+# Run keys requested recently, so a file waiting for its run is not re-announced every tick.
 # Bounded: the cursor must stay far below MySQL storage's 64 KB.
 MAX_RECENT_RUN_KEYS = 500
+RECENT_FOR = timedelta(minutes=20)
 TRIGGER_TAG = "sales_platform/trigger"
+SETTLED = (COMPLETED, REJECTED)
 
 
-def run_key_for(day: str, objects: list[StoredObject]) -> str:
-    """The day plus a digest of its (key, ETag) pairs: a new version of any file is a new run."""
+def run_key_for(day: str, objects: list[StoredObject], after: dict[str, str] | None = None) -> str:
+    """The day plus a digest of its files' versions: (key, ETag, and the run that last settled
+    the key). The same delivery twice is one run; any new version is a new run, a revert to an
+    earlier version included (a later run has settled the key since)."""
+    after = after or {}
     digest = hashlib.sha256()
     for obj in sorted(objects, key=lambda o: o.key):
-        digest.update(f"{obj.key}\0{obj.etag}\n".encode())
+        digest.update(f"{obj.key}\0{obj.etag}\0{after.get(obj.key) or ''}\n".encode())
     return f"{day}:{digest.hexdigest()[:32]}"
 
 
-def _read_cursor(cursor: str | None) -> tuple[datetime | None, dict[str, float]]:
-    if not cursor:
-        return None, {}
-    state = json.loads(cursor)
-    watermark = state.get("watermark")
-    return (datetime.fromisoformat(watermark) if watermark else None), state.get("recent", {})
+def _read_cursor(cursor: str | None) -> dict[str, float]:
+    return json.loads(cursor).get("recent", {}) if cursor else {}
 
 
-def _write_cursor(watermark: datetime | None, recent: dict[str, float]) -> str:
+def _write_cursor(recent: dict[str, float]) -> str:
     newest = sorted(recent.items(), key=lambda kv: kv[1])[-MAX_RECENT_RUN_KEYS:]
-    return json.dumps(
-        {"watermark": watermark.isoformat() if watermark else None, "recent": dict(newest)}
+    return json.dumps({"recent": dict(newest)})
+
+
+def files_event(day: str, objects: list[StoredObject]) -> dg.AssetMaterialization:
+    """What the sensor reports about a day's files (the `raw_sales_files` asset)."""
+    keys = sorted(o.key for o in objects)
+    return dg.AssetMaterialization(
+        asset_key="raw_sales_files",
+        partition=day,
+        metadata={
+            "files": len(keys),
+            "bytes": sum(o.size for o in objects),
+            "keys": dg.MetadataValue.json(keys[:200]),
+        },
     )
+
+
+def _reject_undated(store, obj: StoredObject, day) -> None:
+    """Move a file no daily partition can take to the error prefix; never fail the tick."""
+    if day is None:
+        reason = f"{obj.key!r}: the key names no business date (YYYY-MM-DD)"
+    else:
+        reason = f"{obj.key!r}: business date {day} is outside the daily partitions"
+    try:
+        if move_to_error(store, obj.key, obj.key, day, reason, obj.etag, None):
+            log.warning(f"moved {obj.key!r} to the error prefix: {reason}")
+    except Exception as exc:  # noqa: BLE001 - one object never stops the others
+        log.error(f"could not move {obj.key!r} to the error prefix: {exc}")
 
 
 @dg.sensor(
@@ -56,43 +81,48 @@ def _write_cursor(watermark: datetime | None, recent: dict[str, float]) -> str:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Watches the S3 landing prefix; for each business day with new or changed files, starts "
-        "the daily load. Files whose key names no business date, or a date outside the "
-        "partitions, are moved to sales_data_error/ with a reason."
+        "Watches the S3 landing prefix; for each business day with a file version the ledger "
+        "has not settled, starts the daily load. Files whose key names no business date, or a "
+        "date outside the partitions, are moved to sales_data_error/ with a reason."
     ),
 )
 def landing_sensor(
-    context: dg.SensorEvaluationContext, landing: ObjectStoreResource
+    context: dg.SensorEvaluationContext, landing: ObjectStoreResource, warehouse_db: Database
 ) -> dg.SensorResult:
     now = datetime.now(UTC)
-    watermark, recent = _read_cursor(context.cursor)
+    recent = _read_cursor(context.cursor)
     store = landing.open()
-    objects = store.list_since(LANDING_PREFIX, watermark - LOOKBACK if watermark else None)
+    # The whole listing, diffed against the ledger: a file is new until the ledger has settled
+    # its version, whatever its LastModified says (a long multipart upload, a copy that keeps
+    # its stamp).
+    objects = [o for o in store.list(LANDING_PREFIX) if not o.key.endswith("/")]
+    history = Ledger(warehouse_db.engine()).history(store.uri(""), [o.key for o in objects])
 
     by_day: dict[str, list[StoredObject]] = defaultdict(list)
+    after: dict[str, str] = {}
     for obj in objects:
-        if obj.key.endswith("/"):
-            continue
         day = business_date_from_key(obj.key)
-        if day is None:
-            reason = "the key names no business date (YYYY-MM-DD)"
-        elif not has_day(day.isoformat()):
-            reason = f"business date {day} is outside the daily partitions"
-        else:
+        versions = history.get(obj.key, [])
+        if day is None or not has_day(day.isoformat()):
+            _reject_undated(store, obj, day)
+        elif (
+            not versions
+            or versions[-1]["etag"] != obj.etag
+            or versions[-1]["status"] not in SETTLED
+        ):
             by_day[day.isoformat()].append(obj)
-            continue
-        if move_to_error(store, obj.key, obj.key, day, reason, obj.etag, None):
-            log.warning(f"moved {obj.key!r} to the error prefix: {reason}")
+            # The run that last handled another version of the key: a revert is a new run.
+            others = [v for v in versions if v["etag"] != obj.etag]
+            after[obj.key] = others[-1]["run_id"] if others else ""
 
-    cutoff = (now - 2 * LOOKBACK).timestamp()
+    cutoff = (now - RECENT_FOR).timestamp()
     recent = {k: t for k, t in recent.items() if t >= cutoff}
     run_requests, events = [], []
     for day, day_objects in sorted(by_day.items()):
-        run_key = run_key_for(day, day_objects)
+        run_key = run_key_for(day, day_objects, after)
         if run_key in recent:
             continue
         recent[run_key] = now.timestamp()
-        keys = sorted(o.key for o in day_objects)
         run_requests.append(
             dg.RunRequest(
                 partition_key=day,
@@ -101,23 +131,10 @@ def landing_sensor(
                 tags={TRIGGER_TAG: "landing", "dagster/priority": "1"},
             )
         )
-        events.append(
-            dg.AssetMaterialization(
-                asset_key="raw_sales_files",
-                partition=day,
-                metadata={
-                    "files": len(keys),
-                    "bytes": sum(o.size for o in day_objects),
-                    "keys": dg.MetadataValue.json(keys[:200]),
-                },
-            )
-        )
-    if objects:
-        newest = max(o.last_modified for o in objects)
-        watermark = max(watermark, newest) if watermark else newest
+        events.append(files_event(day, day_objects))
     return dg.SensorResult(
         run_requests=run_requests,
         asset_events=events,
-        cursor=_write_cursor(watermark, recent),
+        cursor=_write_cursor(recent),
         skip_reason=None if run_requests else "no new sales files",
     )
