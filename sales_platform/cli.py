@@ -14,6 +14,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from sales_platform.lake_cli import add_lake_commands
 from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
 from sales_platform.serve import add_serve_command
 from sales_platform.settings import Settings
@@ -191,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     add_secrets_commands(sub)
     add_db_commands(sub)
     add_serve_command(sub)
+    add_lake_commands(sub)
     return parser
 
 

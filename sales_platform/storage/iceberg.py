@@ -112,9 +112,10 @@ def ensure_table(catalog: Catalog, asset: str, schema: T.StructType, location: s
             with tx.update_spec() as spec:
                 spec.add_identity(day)
         # Spark's files carry no Iceberg field ids: readers map columns by name.
+        mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
         tx.set_properties(
             {
-                TableProperties.DEFAULT_NAME_MAPPING: tx.table_metadata.schema().name_mapping.model_dump_json(),
+                TableProperties.DEFAULT_NAME_MAPPING: mapping,
                 # Backfills of different days commit concurrently: retry on the newer snapshot.
                 TableProperties.COMMIT_NUM_RETRIES: "10",
             }

@@ -9,8 +9,10 @@ run between upload and commit) is kept while it is younger than `MIN_ORPHAN_AGE`
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from sales_platform.storage import iceberg
@@ -24,12 +26,20 @@ class TableVacuum:
     table: str
     expired_snapshots: list[int] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    # Partitions of the old private format not yet registered: kept, `lake migrate` first.
+    unmigrated: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.table}: {len(self.expired_snapshots)} snapshot(s) expired, "
             f"{len(self.deleted)} file(s) deleted"
         )
+        if self.unmigrated:
+            text += (
+                f"; {len(self.unmigrated)} old-format partition(s) kept, not migrated yet "
+                "(run `sales-platform lake migrate`)"
+            )
+        return text
 
 
 def referenced(table: Table, skip: set[int] = frozenset()) -> set[str]:
@@ -72,11 +82,12 @@ def vacuum(
             and (current is None or s.snapshot_id != current.snapshot_id)
         ]
         if report.expired_snapshots and not dry_run:
-            table.maintenance.expire_snapshots().by_ids(report.expired_snapshots).commit()
+            _expire(lake, name, report.expired_snapshots)
         # List first, then read the catalog: anything committed meanwhile is in `keep`.
         listed = list(lake.store.list(f"{asset}/"))
         table = lake.catalog.load_table(name)
         keep = referenced(table, set(report.expired_snapshots) if dry_run else set())
+        report.unmigrated = _protect_unmigrated(lake, asset, keep)
         for obj in listed:
             uri = lake.store.uri(obj.key)
             if uri in keep or _in(uri, keep) or obj.last_modified >= orphan_cutoff:
@@ -86,6 +97,42 @@ def vacuum(
             lake.store.delete(report.deleted)
         reports.append(report)
     return reports
+
+
+def _expire(lake, name: str, snapshot_ids: list[int], attempts: int = 5) -> None:
+    """Expire the snapshots; a writer committing meanwhile only makes us retry on its metadata."""
+    for attempt in range(attempts):
+        table = lake.catalog.load_table(name)
+        current = table.current_snapshot()
+        ids = [
+            i
+            for i in snapshot_ids
+            if table.snapshot_by_id(i) is not None and (current is None or i != current.snapshot_id)
+        ]
+        if not ids:
+            return
+        try:
+            table.maintenance.expire_snapshots().by_ids(ids).commit()
+            return
+        except CommitFailedException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _protect_unmigrated(lake, asset: str, keep: set[str]) -> list[str]:
+    """Old-format partitions whose files the table does not name yet: add them to `keep`."""
+    from sales_platform.storage.lake_migrate import OLD_MANIFEST, old_manifests
+
+    pending = []
+    old = old_manifests(lake, asset)
+    registered = lake.existing_partitions(asset, [p for p, _ in old]) if old else set()
+    for partition, manifest in old:
+        uris = {lake.store.uri(k) for k in manifest["files"]}
+        if partition not in registered or not uris <= keep:
+            pending.append(partition)
+            keep |= uris | {lake.store.uri(f"{asset}/{partition}/{OLD_MANIFEST}")}
+    return pending
 
 
 def _in(uri: str, keep: set[str]) -> bool:
