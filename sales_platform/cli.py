@@ -15,6 +15,7 @@ from dagster._core.storage.tags import (
 )
 
 from sales_platform.files_cli import add_files_commands
+from sales_platform.lake_cli import add_lake_commands
 from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
 from sales_platform.serve import add_serve_command
 from sales_platform.settings import Settings
@@ -193,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     add_db_commands(sub)
     add_serve_command(sub)
     add_files_commands(sub)
+    add_lake_commands(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ from sales_platform.defs.fact.freshness import build_files_overdue, with_files_d
 from sales_platform.defs.ingest.assets import raw_sales, raw_sales_files
 from sales_platform.defs.ingest.sensors import landing_sensor
 from sales_platform.defs.jobs import daily_sales_job, monthly_marts_job
+from sales_platform.defs.maintenance.vacuum import lake_vacuum_job, lake_vacuum_schedule
 from sales_platform.defs.marts.assets import customer_monthly_mart, sales_team_monthly_mart
 from sales_platform.defs.marts.automation import marts_follow_fact
 from sales_platform.defs.marts.month_end import build_month_end_schedule
@@ -30,8 +31,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             sales_team_monthly_mart,
         ],
         asset_checks=[overdue.check, *dimension_checks],
-        jobs=[daily_sales_job, monthly_marts_job, overdue.job],
-        schedules=[build_month_end_schedule(automation), overdue.schedule],
+        jobs=[daily_sales_job, monthly_marts_job, overdue.job, lake_vacuum_job],
+        schedules=[
+            build_month_end_schedule(automation),
+            overdue.schedule,
+            lake_vacuum_schedule,
+        ],
         sensors=[landing_sensor, marts_follow_fact],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -77,7 +77,7 @@ def rotate_lake(lake, keyring: Keyring, spark) -> list[RotationReport]:
     """Re-encrypt every PII snapshot in the lake under the newest master key.
 
     Each snapshot is read, every value authenticated, values on an older key re-encrypted, and
-    the snapshot written back as a new version (one manifest swap: readers see old or new).
+    the snapshot written back whole (one Iceberg commit: readers see old or new).
     A value that does not decrypt stops the rotation with PiiDecryptionError, lake unchanged.
     """
     from sales_platform.schemas import LAKE_SCHEMAS
@@ -87,7 +87,7 @@ def rotate_lake(lake, keyring: Keyring, spark) -> list[RotationReport]:
     cipher = keyring.field_cipher()
     reports = []
     for asset, spec in pii.PII_SPECS.items():
-        if lake.manifest(asset, UNPARTITIONED) is None:
+        if not lake.existing_partitions(asset, [UNPARTITIONED]):
             continue
         report = RotationReport(asset)
         df, _ = lake.read(spark, asset, [UNPARTITIONED], schema=LAKE_SCHEMAS[asset])
@@ -109,7 +109,7 @@ def lake_key_usage(lake, spark) -> dict[str, dict[str, int]]:
 
     usage = {}
     for asset, spec in pii.PII_SPECS.items():
-        if lake.manifest(asset, UNPARTITIONED) is None:
+        if not lake.existing_partitions(asset, [UNPARTITIONED]):
             continue
         df, _ = lake.read(spark, asset, [UNPARTITIONED], schema=LAKE_SCHEMAS[asset])
         usage[asset] = pii.key_id_counts(df, spec)

@@ -106,6 +106,20 @@ def require_tls_endpoint(settings: Settings) -> None:
     )
 
 
+LAKE_CATALOG_VAR = "SALES_PLATFORM_LAKE_CATALOG"
+GLUE_REGION_VAR = "SALES_PLATFORM_GLUE_REGION"
+
+
+def _lake_catalog(settings: Settings) -> dict:
+    # The Iceberg catalog: SqlCatalog in the warehouse database unless Glue is chosen (Athena).
+    config: dict = {}
+    if LAKE_CATALOG_VAR in settings.configured:
+        config["catalog"] = dg.EnvVar(LAKE_CATALOG_VAR)
+    if GLUE_REGION_VAR in settings.configured:
+        config["glue_region"] = dg.EnvVar(GLUE_REGION_VAR)
+    return config
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     require_tls_endpoint(settings)
     s3: dict = {"endpoint_url": settings.s3_endpoint_url}
@@ -114,9 +128,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
         s3 |= {"server_side_encryption": "aws:kms", "sse_kms_key_id": dg.EnvVar(S3_KMS_KEY_VAR)}
     pii_keys = _keyring(settings)
     landing = ObjectStoreResource(location=settings.landing_uri, **s3)
-    lake = LakeResource(store=ObjectStoreResource(location=settings.lake_uri, **s3))
     source_db = _database(settings, "SALES_PLATFORM_SOURCE_DB_URL", "source", pii_keys)
     warehouse_db = _database(settings, "SALES_PLATFORM_WAREHOUSE_DB_URL", "warehouse", pii_keys)
+    lake = LakeResource(
+        store=ObjectStoreResource(location=settings.lake_uri, **s3),
+        catalog_db=warehouse_db,
+        **_lake_catalog(settings),
+    )
     pyspark = spark_resource()
     return {
         "landing": landing,

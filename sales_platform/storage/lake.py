@@ -1,19 +1,21 @@
-"""The lake: Spark DataFrames stored as Parquet, one folder per asset partition.
+"""The lake: Spark DataFrames stored as Apache Iceberg tables, readable by any Iceberg engine.
 
-Layout, under the lake's location (a local folder or s3://bucket/prefix):
-
-    <asset>/<partition>/_manifest.json       which version is current, its files, rows, schema
-    <asset>/<partition>/<version>/part-*.parquet
+One table per asset, `sales_platform.<asset>`, located at `<lake>/<asset>/` (data files under
+`data/`, Iceberg metadata under `metadata/`), in the catalog of storage/iceberg.py. Daily tables
+are partitioned by identity on their day column (`sales_date`, `business_date` for the
+quarantine); snapshots of the source tables are unpartitioned and replaced whole.
 
 A write stages Parquet on local disk (Spark in local mode cannot reach S3 here, see DESIGN.md §6),
-moves the files under a new version, then replaces the manifest: one object put, so a reader sees
-the old partition or the new one, never half of one. Old versions are deleted afterwards.
-Writing some partitions never touches the others. Staging between S3 and local Spark lives only
+checks each file's footer says exactly its day, uploads the files, then commits "replace these
+days' files" in one catalog transaction: a reader sees the old days or the new ones, never half.
+Old files stay until `sales-platform lake vacuum` expires the snapshots naming them, so a reader
+holding an older snapshot never hits a missing file. Staging between S3 and local Spark lives only
 in this module.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import uuid
@@ -21,28 +23,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
+from pyiceberg.expressions import AlwaysTrue, In
+from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sales_platform.schemas import LAKE_SCHEMAS
+from sales_platform.storage import iceberg
+from sales_platform.storage.database import Database
 from sales_platform.storage.object_store import ObjectStore, ObjectStoreResource, staging_dir
 
-MANIFEST = "_manifest.json"
 UNPARTITIONED = "__all__"
 PARTITION_COLUMN = "__partition"
+SPARK_SCHEMA_PROPERTY = "sales-platform.spark-schema"
+EPOCH = dt.date(1970, 1, 1)
+WRITE_ID = "sales-platform.write-id"
+
+
+class LakeConflict(RuntimeError):
+    """Another run replaced the same day(s) of the table first; this write was not committed."""
 
 
 @dataclass(frozen=True)
 class PartitionWrite:
     partition: str
-    version: str
     rows: int
     bytes: int
     files: int
+    # The Iceberg snapshot that made this partition current, in table `table`: time travel
+    # to exactly what a downstream asset read.
+    snapshot_id: int
+    table: str
 
 
 @dataclass(frozen=True)
@@ -58,8 +74,9 @@ class StagedWrite:
 
 
 class Lake:
-    def __init__(self, store: ObjectStore, staging_root: Path | None = None):
+    def __init__(self, store: ObjectStore, catalog: Catalog, staging_root: Path | None = None):
         self.store = store
+        self.catalog = catalog
         self._staging_root = staging_root
         self._read_stages: list[Path] = []
 
@@ -70,22 +87,78 @@ class Lake:
             hint = root / ".staging"
         return staging_dir(hint)
 
-    @staticmethod
-    def _manifest_key(asset: str, partition: str) -> str:
-        return f"{asset}/{partition}/{MANIFEST}"
+    # --- tables ---------------------------------------------------------------------------
 
-    def manifest(self, asset: str, partition: str) -> dict | None:
-        key = self._manifest_key(asset, partition)
-        if self.store.head(key) is None:
+    def table(self, asset: str) -> Table | None:
+        try:
+            return self.catalog.load_table(iceberg.identifier(asset))
+        except NoSuchTableError:
             return None
-        return json.loads(self.store.get_bytes(key))
+
+    def _ensure_table(self, asset: str, schema: T.StructType) -> Table:
+        table = self.table(asset)
+        if table is None:
+            table = iceberg.ensure_table(self.catalog, asset, schema, self.store.uri(asset))
+        if SPARK_SCHEMA_PROPERTY not in table.properties:
+            # The Spark schema as written, so a read never infers one.
+            with table.transaction() as tx:
+                tx.set_properties({SPARK_SCHEMA_PROPERTY: schema.json()})
+            table = self.catalog.load_table(iceberg.identifier(asset))
+        return table
 
     def existing_partitions(self, asset: str, partitions: list[str]) -> set[str]:
         """Which of `partitions` of `asset` have been published (have a current version)."""
         return {p for p in partitions if self.store.head(self._manifest_key(asset, p)) is not None}
 
     def uri(self, asset: str, partition: str = UNPARTITIONED) -> str:
-        return self.store.uri(f"{asset}/{partition}/")
+        day = iceberg.DAY_COLUMNS.get(asset)
+        if day is None or partition == UNPARTITIONED:
+            return self.store.uri(f"{asset}/")
+        return self.store.uri(f"{asset}/data/{day}={partition}/")
+
+    def key_of(self, file_path: str) -> str:
+        """The object-store key of a data file named by the catalog."""
+        root = self.store.uri("").rstrip("/") + "/"
+        spellings = (root, root.replace("s3a://", "s3://", 1), root.replace("s3://", "s3a://", 1))
+        for prefix in spellings:
+            if file_path.startswith(prefix):
+                return file_path[len(prefix) :]
+        raise ValueError(f"{file_path} is not under the lake at {root}")
+
+    @staticmethod
+    def _day(partition: str) -> dt.date:
+        return dt.date.fromisoformat(partition)
+
+    def live_files(self, table: Table, partitions: list[str] | None = None) -> list:
+        """The data files of the table's current snapshot (of the given days), zero-row day
+        markers included: a scan with a filter would skip those."""
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return []
+        days = None
+        if partitions is not None and table.spec().fields:
+            days = {(self._day(p) - EPOCH).days for p in partitions}
+        files = []
+        for manifest in snapshot.manifests(table.io):
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                if days is None or entry.data_file.partition[0] in days:
+                    files.append(entry.data_file)
+        return files
+
+    def existing_partitions(self, asset: str, partitions: list[str]) -> set[str]:
+        """Which of the given partitions the table's current snapshot holds (empty days too)."""
+        table = self.table(asset)
+        if table is None or table.current_snapshot() is None:
+            return set()
+        if not table.spec().fields:
+            return set(partitions) & {UNPARTITIONED}
+        present = {
+            (EPOCH + dt.timedelta(days=f.partition[0])).isoformat()
+            for f in self.live_files(table, partitions)
+        }
+        return present & set(partitions)
+
+    # --- writing ------------------------------------------------------------------------
 
     def write(
         self,
@@ -98,8 +171,8 @@ class Lake:
 
         partition_expr is a Spark SQL expression giving each row's partition key (for example
         "date_format(sales_date, 'yyyy-MM-dd')"); without it df is the single partition given.
-        Every partition named gets a new version, empty if df has no rows for it, so a rerun
-        that finds no data clears what an earlier run wrote.
+        Every partition named is replaced, by no rows if df has none for it, so a rerun that
+        finds no data clears what an earlier run wrote.
         """
         staged = self.stage(df, asset, partitions, partition_expr)
         try:
@@ -116,7 +189,8 @@ class Lake:
     ) -> StagedWrite:
         """Write df as Parquet on local disk only; `publish` makes it the current partitions.
 
-        Staging first lets a step check what it wrote before anyone can read it.
+        Staging first lets a step check what it wrote before anyone can read it. The day
+        column stays inside each file (Iceberg takes a file's partition from its contents).
         """
         if partition_expr is None and len(partitions) != 1:
             raise ValueError(f"{asset}: several partitions need a partition_expr")
@@ -150,44 +224,122 @@ class Lake:
         return spark.read.schema(schema).parquet(str(staged.data))
 
     def publish(self, staged: StagedWrite) -> list[PartitionWrite]:
-        writes = [
-            self._publish(
-                staged.asset,
-                p,
-                staged.data / f"{PARTITION_COLUMN}={p}",
-                staged.schema_json,
-            )
-            for p in staged.partitions
-        ]
-        self.discard(staged)
-        return writes
+        """Upload the staged files and make them the partitions' current data in one commit."""
+        try:
+            return self._publish(staged)
+        finally:
+            self.discard(staged)
 
     @staticmethod
     def discard(staged: StagedWrite) -> None:
         shutil.rmtree(staged.folder, ignore_errors=True)
 
-    def _publish(self, asset: str, partition: str, folder: Path, schema_json: str):
-        version = f"v-{uuid.uuid4().hex}"
-        files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
-        keys, rows, size = [], 0, 0
-        for i, path in enumerate(files):
-            rows += pq.ParquetFile(path).metadata.num_rows
-            size += path.stat().st_size
-            key = f"{asset}/{partition}/{version}/part-{i:05d}.parquet"
-            self.store.put_file(path, key)
-            keys.append(key)
-        previous = self.manifest(asset, partition)
-        manifest = {
-            "version": version,
-            "files": keys,
-            "rows": rows,
-            "bytes": size,
-            "schema": json.loads(schema_json),
-        }
-        self.store.put_bytes(self._manifest_key(asset, partition), json.dumps(manifest).encode())
-        if previous is not None:
-            self.store.delete(previous["files"])
-        return PartitionWrite(partition, version, rows, size, len(keys))
+    def _publish(self, staged: StagedWrite) -> list[PartitionWrite]:
+        asset, partitions = staged.asset, staged.partitions
+        run = uuid.uuid4().hex
+        day_column = iceberg.DAY_COLUMNS.get(asset)
+        files: dict[str, list[tuple[Path, str]]] = {}
+        for p in partitions:
+            folder = staged.data / f"{PARTITION_COLUMN}={p}"
+            target = f"{asset}/data/{day_column}={p}" if day_column else f"{asset}/data"
+            local = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+            files[p] = [(path, f"{target}/{run}-{i:05d}.parquet") for i, path in enumerate(local)]
+        schema = T.StructType.fromJson(json.loads(staged.schema_json))
+        return self.replace(asset, schema, files, upload=True, write_id=run)
+
+    def replace(
+        self,
+        asset: str,
+        schema: T.StructType,
+        files: dict[str, list[tuple[Path, str]]],
+        upload: bool,
+        write_id: str,
+    ) -> list[PartitionWrite]:
+        """Make `files` ({partition: [(local copy, key in the store)]}) the partitions' data in
+        one commit, after each footer proved its day; `upload` puts the local copies first."""
+        partitions = list(files)
+        table = self._ensure_table(asset, schema)
+        day_column = iceberg.DAY_COLUMNS.get(asset)
+        if day_column is None and partitions != [UNPARTITIONED]:
+            raise ValueError(f"{asset} is not a daily table; it is written whole")
+        files = dict(files)
+        marker = self._stage()
+        try:
+            for p, entries in files.items():
+                if not entries:
+                    # A day with no rows is still a day written: a zero-row file marks it.
+                    target = f"{asset}/data/{day_column}={p}" if day_column else f"{asset}/data"
+                    path = iceberg.empty_file(table, marker / f"{p}.parquet")
+                    files[p] = [(path, f"{target}/{write_id}-empty.parquet")]
+            # Footers first: nothing is uploaded for a write that would register a wrong day.
+            rows = {
+                p: sum(
+                    iceberg.check_footer(path, day_column, self._day(p))
+                    if day_column
+                    else _rows(path)
+                    for path, _ in entries
+                )
+                for p, entries in files.items()
+            }
+            added, sizes = [], {}
+            for p, entries in files.items():
+                day = self._day(p) if day_column else None
+                sizes[p] = 0
+                for path, key in entries:
+                    # Described before the upload: a local store moves the file in.
+                    added.append(iceberg.data_file(table, path, self.store.uri(key), day))
+                    sizes[p] += path.stat().st_size
+                    if upload or key.endswith("-empty.parquet"):
+                        self.store.put_file(path, key)
+        finally:
+            shutil.rmtree(marker, ignore_errors=True)
+        snapshot_id = self._commit(table, asset, partitions, added, write_id)
+        ident = iceberg.identifier(asset)
+        return [
+            PartitionWrite(p, rows[p], sizes[p], len(files[p]), snapshot_id, ident)
+            for p in partitions
+        ]
+
+    def _commit(
+        self, table: Table, asset: str, partitions: list[str], added: list, write_id: str
+    ) -> int:
+        day_column = iceberg.DAY_COLUMNS.get(asset)
+        days = [self._day(p) for p in partitions] if day_column else None
+        replaced = self.live_files(table, partitions if day_column else None)
+        what = f"{iceberg.identifier(asset)} {_span(partitions)}"
+        try:
+            with table.transaction() as tx:
+                summary = {"sales-platform.partitions": _span(partitions), WRITE_ID: write_id}
+                with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+                    # The days replaced: a concurrent commit that added or removed files of
+                    # these days fails this one (other days are retried on the newer snapshot).
+                    overwrite.delete_by_predicate(
+                        In(day_column, days) if day_column else AlwaysTrue()
+                    )
+                    for f in replaced:
+                        overwrite.delete_data_file(f)
+                    for f in added:
+                        overwrite.append_data_file(f)
+        except (CommitFailedException, ValidationException) as e:
+            raise LakeConflict(
+                f"{what}: another run replaced the same partition(s) first; this run's files "
+                f"were not committed (the winner's data stays current). Rerun to replace them "
+                f"again. ({type(e).__name__}: {e})"
+            ) from e
+        # The write id finds our snapshot even when other commits landed right after it.
+        for snap in reversed(self.catalog.load_table(iceberg.identifier(asset)).snapshots()):
+            if (snap.summary or {}).get(WRITE_ID) == write_id:
+                return snap.snapshot_id
+        raise RuntimeError(f"{what}: committed, but snapshot {write_id} is not in the table")
+
+    def delete_partitions(self, asset: str, partitions: list[str]) -> None:
+        """Remove days from the table's current snapshot (the files stay until vacuumed)."""
+        table = self.table(asset)
+        if table is None:
+            return
+        self._commit(table, asset, partitions, [], uuid.uuid4().hex)
+
+    # --- reading ------------------------------------------------------------------------
 
     def read(
         self,
@@ -197,29 +349,36 @@ class Lake:
         schema: T.StructType | None = None,
         allow_missing: bool = False,
     ) -> tuple[DataFrame, list[str]]:
-        """Rows of the given partitions as one DataFrame, and the partitions that were missing.
-
-        A missing partition is an error unless allow_missing (then it reads as no rows).
-        """
-        files: list[str] = []
-        missing: list[str] = []
-        for partition in partitions:
-            manifest = self.manifest(asset, partition)
-            if manifest is None:
-                missing.append(partition)
-                continue
-            schema = schema or T.StructType.fromJson(manifest["schema"])
-            files.extend(manifest["files"])
+        """Rows of the given partitions in the table's current snapshot, and the partitions
+        that were missing. A missing partition is an error unless allow_missing (then it reads
+        as no rows)."""
+        table = self.table(asset)
+        if table is None or table.current_snapshot() is None:
+            missing = list(partitions)
+            files = []
+        else:
+            live = self.live_files(table, None if not table.spec().fields else partitions)
+            present = (
+                {UNPARTITIONED}
+                if not table.spec().fields
+                else {(EPOCH + dt.timedelta(days=f.partition[0])).isoformat() for f in live}
+            )
+            missing = [p for p in partitions if p not in present]
+            files = [f.file_path for f in live if f.record_count > 0]
+            if schema is None and SPARK_SCHEMA_PROPERTY in table.properties:
+                schema = T.StructType.fromJson(json.loads(table.properties[SPARK_SCHEMA_PROPERTY]))
+        schema = schema or LAKE_SCHEMAS.get(asset)
         if missing and not allow_missing:
             raise FileNotFoundError(
-                f"{asset}: partition(s) {missing[:5]} not in the lake at {self.store.uri(asset)}; "
-                "materialize them first"
+                f"{asset}: partition(s) {missing[:5]} not in table "
+                f"{iceberg.identifier(asset)} at {self.store.uri(asset)}; materialize them first"
             )
         if schema is None:
             raise FileNotFoundError(f"{asset}: none of {len(partitions)} partition(s) exist")
         if not files:
             return spark.createDataFrame([], schema), missing
-        return spark.read.schema(schema).parquet(*self._local_paths(files)), missing
+        keys = [self.key_of(f) for f in files]
+        return spark.read.schema(schema).parquet(*self._local_paths(keys)), missing
 
     def scratch(self) -> Path:
         """A local folder for files Spark reads lazily; removed when the run's resources close."""
@@ -246,6 +405,26 @@ class Lake:
         self._read_stages.clear()
 
 
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
+
+
+def _span(partitions: list[str]) -> str:
+    return partitions[0] if len(partitions) == 1 else f"{partitions[0]}..{partitions[-1]}"
+
+
+def lake_metadata(writes: list[PartitionWrite]) -> dict[str, object]:
+    """The Iceberg table and snapshot a materialization wrote: time travel to exactly it."""
+    if not writes:
+        return {}
+    return {
+        "iceberg_table": writes[0].table,
+        "iceberg_snapshot_id": dg.MetadataValue.int(writes[-1].snapshot_id),
+    }
+
+
 def table_schema(schema: T.StructType) -> dg.TableSchema:
     """A Spark schema as Dagster's column schema metadata (shown on the asset's page)."""
     return dg.TableSchema(
@@ -254,19 +433,33 @@ def table_schema(schema: T.StructType) -> dg.TableSchema:
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Where the lake lives; hands out a `Lake` for the run."""
+    """Where the lake lives and its Iceberg catalog; hands out a `Lake` for the run.
+
+    The catalog is `SqlCatalog` on `catalog_db` (the warehouse database: SQLite locally, MySQL
+    in prod, tables `iceberg_tables` / `iceberg_namespace_properties`) or AWS Glue.
+    """
 
     store: ObjectStoreResource
+    catalog_db: Database | None = Field(
+        default=None, description="database holding the sql catalog (the warehouse)"
+    )
+    catalog: str = Field(default="sql", description="sql (catalog_db) or glue")
+    glue_region: str | None = Field(default=None, description="AWS region of the Glue catalog")
     staging_dir: str | None = Field(
         default=None, description="local folder for staging Parquet (default: system temp)"
     )
 
     _lake: Lake | None = PrivateAttr(default=None)
 
+    def open_catalog(self) -> Catalog:
+        io = iceberg.file_io_properties(self.store.endpoint_url, self.store.region_name)
+        engine = self.catalog_db.engine() if self.catalog_db is not None else None
+        return iceberg.open_catalog(self.catalog, engine, io, glue_region=self.glue_region)
+
     def lake(self) -> Lake:
         if self._lake is None:
             staging = Path(self.staging_dir) if self.staging_dir else None
-            self._lake = Lake(self.store.open(), staging)
+            self._lake = Lake(self.store.open(), self.open_catalog(), staging)
         return self._lake
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -300,6 +493,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         rows = sum(w.rows for w in writes)
         context.add_output_metadata(
             {
+                **lake_metadata(writes),
                 "dagster/row_count": rows,
                 "dagster/column_schema": table_schema(obj.schema),
                 "bytes_written": sum(w.bytes for w in writes),

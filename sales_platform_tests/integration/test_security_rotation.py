@@ -52,7 +52,11 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _customer_files(settings: Settings) -> list:
-    return sorted((settings.data_dir / "lake" / "customers").rglob("*.parquet"))
+    """The files of the customers table's current snapshot (older ones stay until vacuumed)."""
+    with _resources(settings, "lake") as res:
+        lake = res.lake.lake()
+        live = lake.live_files(lake.table("customers"))
+        return sorted(lake.store.local_path(lake.key_of(f.file_path)) for f in live)
 
 
 def test_wrong_key_and_tampering_fail_loudly_and_rotation_retires_the_old_key(

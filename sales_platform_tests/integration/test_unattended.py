@@ -184,12 +184,12 @@ def _marts_after(instance: dg.DagsterInstance, storage_id: int):
 
 
 def _fact_rows(lake: Lake, day: date, scratch: Path) -> list[dict]:
-    manifest = lake.manifest("sales_enriched", day.isoformat())
-    assert manifest is not None, f"no sales_enriched partition for {day}"
+    live = lake.live_files(lake.table("sales_enriched"), [day.isoformat()])
+    assert live, f"no sales_enriched partition for {day}"
     rows = []
-    for i, key in enumerate(manifest["files"]):
-        local = scratch / f"{day}-{manifest['version']}-{i}.parquet"
-        lake.store.download(key, local)
+    for i, data_file in enumerate(live):
+        local = scratch / f"{day}-{len(list(scratch.iterdir()))}-{i}.parquet"
+        lake.store.download(lake.key_of(data_file.file_path), local)
         rows.extend(pq.read_table(local).to_pylist())
     return sorted(rows, key=lambda r: (r["source_key"], r["line_number"]))
 
@@ -264,7 +264,7 @@ def test_daemon_on_mysql_storage_runs_the_platform_unattended(
 
     with _resources(settings, "landing", "lake", "source_db", "warehouse_db") as res:
         landing, warehouse = res.landing.open(), res.warehouse_db.engine()
-        lake = Lake(res.lake.store.open())
+        lake: Lake = res.lake.lake()
         # The day's files are made aside; they land only once the platform is up.
         staged = LocalObjectStore(tmp_path / "outbox")
         summary = generate(
@@ -343,8 +343,8 @@ def test_daemon_on_mysql_storage_runs_the_platform_unattended(
             day = DAYS[0]
             fact_before = _fact_rows(lake, day, tmp_path)
             marts_before = _mart_rows(warehouse)
-            lake.store.delete([o.key for o in lake.store.list(f"sales_enriched/{day}/")])
-            assert lake.manifest("sales_enriched", day.isoformat()) is None
+            lake.delete_partitions("sales_enriched", [day.isoformat()])
+            assert not lake.existing_partitions("sales_enriched", [day.isoformat()])
             last_fact = _latest(instance, FACT, day.isoformat()).storage_id
 
             launched_at = time.time()

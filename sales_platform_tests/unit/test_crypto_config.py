@@ -190,9 +190,12 @@ def test_prod_s3_endpoint_must_be_https(endpoint, allowed):
         )
 
 
-def test_kms_key_id_switches_every_store_to_sse_kms(monkeypatch):
+def test_kms_key_id_switches_every_store_to_sse_kms(monkeypatch, tmp_path):
     kms = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     monkeypatch.setenv("SALES_PLATFORM_S3_SSE_KMS_KEY_ID", kms)
+    # The lake's catalog lives in the warehouse database: resolving the lake resolves it.
+    monkeypatch.setenv("SALES_PLATFORM_WAREHOUSE_DB_URL", f"sqlite:///{tmp_path / 'w.db'}")
+    monkeypatch.setenv(MASTER_KEY_VAR, generate_master_key())
     settings = Settings.from_env({**PROD, "SALES_PLATFORM_S3_SSE_KMS_KEY_ID": kms})
     with _resolved(settings, "landing", "lake") as res:
         for store in (res.landing, res.lake.store):

@@ -16,7 +16,7 @@ from sales_platform.defs.quality import (
     blocking_failure,
 )
 from sales_platform.schemas import SALES_ENRICHED_SCHEMA
-from sales_platform.storage.lake import LakeResource, table_schema
+from sales_platform.storage.lake import LakeResource, lake_metadata, table_schema
 from sales_platform.transforms.enrich import enrich_sales
 
 ASSET = "sales_enriched"
@@ -87,6 +87,7 @@ def sales_enriched(
             "total_cost_plot": float(figures.total_cost),
             "preview": dg.MetadataValue.md(unknown_table),
             "lake_uri": dg.MetadataValue.path(the_lake.uri(ASSET, partitions[0])),
+            **lake_metadata(writes),
             **timer.metadata(),
         },
         check_results=checks,

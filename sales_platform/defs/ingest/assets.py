@@ -24,7 +24,7 @@ from sales_platform.defs.quality import (
 from sales_platform.log_config import get_logger
 from sales_platform.schemas import RAW_SALES_SCHEMA
 from sales_platform.storage.database import Database
-from sales_platform.storage.lake import LakeResource, PartitionWrite, table_schema
+from sales_platform.storage.lake import LakeResource, PartitionWrite, lake_metadata, table_schema
 from sales_platform.storage.ledger import Ledger
 from sales_platform.storage.object_store import ObjectStoreResource
 from sales_platform.transforms.validate import REASON_CODES
@@ -89,6 +89,7 @@ def _metadata(load, accepted, quarantine, timer, lake_uri) -> dict:
         "bytes_written": sum(w.bytes for w in accepted) + sum(w.bytes for w in quarantine),
         "preview": _preview(load, accepted, quarantine),
         "lake_uri": dg.MetadataValue.path(lake_uri),
+        **lake_metadata(accepted),
         **timer.metadata(),
     }
 
