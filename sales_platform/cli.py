@@ -17,6 +17,7 @@ from dagster._core.storage.tags import (
 from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
 from sales_platform.serve import add_serve_command
 from sales_platform.settings import Settings
+from sales_platform.spark_cli import add_spark_commands
 
 
 def _resources(settings: Settings, *keys: str):
@@ -191,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     add_secrets_commands(sub)
     add_db_commands(sub)
     add_serve_command(sub)
+    add_spark_commands(sub)
     return parser
 
 
