@@ -87,7 +87,9 @@ def build_spark_session(extra_conf: dict[str, str] | None = None, **kwargs) -> S
 
 
 def connect_session(remote: str, conf: dict[str, str]):
-    """A new Spark Connect session (its own temp views, cache and checkpoints on the server)."""
+    """The process's Spark Connect session, opened on first use: every resource of a run (the
+    assets' and the IO managers') must use the same one, as DataFrames of two sessions cannot
+    be joined. Its temp views, cache and checkpoints live on the server until it is stopped."""
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     # pyspark.sql.functions and friends build Connect expressions only in this mode, which is
@@ -97,7 +99,7 @@ def connect_session(remote: str, conf: dict[str, str]):
     builder = ConnectSession.builder.remote(remote)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.create()
+    return builder.getOrCreate()
 
 
 class SparkResource(LazyPySparkResource):
@@ -117,7 +119,9 @@ class SparkResource(LazyPySparkResource):
         return False
 
     def _init_session(self) -> None:
-        if self._spark_session is not None:
+        session = self._spark_session
+        # A Connect session stopped when a run ended is not reused by the next run.
+        if session is not None and not getattr(session, "is_stopped", False):
             return
         extra = parse_spark_conf(self.extra_conf)
         if self.remote:
@@ -128,8 +132,8 @@ class SparkResource(LazyPySparkResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # A Connect session lives on the server: release it (and what the run cached or
-        # checkpointed there) now, not after the server's idle timeout. An embedded session
-        # dies with its process.
+        # checkpointed there) now, not after the server's idle timeout; an open one also keeps
+        # the client process from exiting. An embedded session dies with its process.
         if self.remote and self._spark_session is not None:
             self._spark_session.stop()
 
