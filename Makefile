@@ -11,7 +11,7 @@ DEMO_DAYS ?= 7
 DEMO_TO ?= 2023-01-07
 DEMO_ROWS ?= 20000
 
-.PHONY: install demo test ui up lint mariadb chromium dagster-home clean bench
+.PHONY: install demo test ui up spark lint mariadb chromium dagster-home clean bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ ui: install dagster-home
 ## instance; Ctrl-C stops both. Prod: `sales-platform serve` (README, Deploy and operate).
 up: install dagster-home
 	$(BIN)/sales-platform serve --host 127.0.0.1 --port 3000
+
+## A warm Spark Connect server on loopback (port 15002) for the runs of this host to share:
+## runs use it with SALES_PLATFORM_SPARK_REMOTE=sc://127.0.0.1:15002 (README, Spark engines).
+spark: install
+	$(BIN)/sales-platform spark-server --port 15002
 
 lint: install
 	$(BIN)/ruff check sales_platform sales_platform_tests benchmarks

@@ -19,6 +19,7 @@ from sales_platform.lake_cli import add_lake_commands
 from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
 from sales_platform.serve import add_serve_command
 from sales_platform.settings import Settings
+from sales_platform.spark_cli import add_spark_commands
 
 
 def _resources(settings: Settings, *keys: str):
@@ -195,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     add_serve_command(sub)
     add_files_commands(sub)
     add_lake_commands(sub)
+    add_spark_commands(sub)
     return parser
 
 

@@ -6,7 +6,9 @@ Secrets (database URLs, the master key) are not read here: resources receive the
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -91,6 +93,92 @@ class AutomationSettings:
         )
 
 
+def parse_spark_conf(text: str | None) -> dict[str, str]:
+    """Extra Spark settings from text: a JSON object, or `key=value` items one per line, or on
+    one line separated by commas. There an item that is not `spark.key=...` continues the
+    previous value, so `spark.jars.packages=a:b:1,c:d:2` stays one setting."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"Spark settings: not a JSON object ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ValueError("Spark settings: JSON must be an object of setting -> value")
+        conf = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in loaded.items()}
+    else:
+        conf = {}
+        last = None
+        lines = "\n" in text
+        for n, item in enumerate(text.splitlines() if lines else text.split(","), start=1):
+            item = item.strip()
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            if sep and re.fullmatch(r"[A-Za-z][\w.\-]*", key.strip()):
+                last = key.strip()
+                conf[last] = value.strip()
+            elif last is not None and not lines:
+                conf[last] = f"{conf[last]},{item}"
+            else:
+                # The item is not echoed: it may be a credential's value.
+                raise ValueError(f"Spark settings: item {n} is not key=value")
+    for key in conf:
+        if not key.startswith("spark."):
+            raise ValueError(f"Spark settings: {key!r} is not a Spark setting (spark.*)")
+    return {k: str(v) for k, v in conf.items()}
+
+
+SPARK_REMOTE_VAR = "SALES_PLATFORM_SPARK_REMOTE"
+SPARK_MASTER_VAR = "SALES_PLATFORM_SPARK_MASTER"
+SPARK_CONF_VAR = "SALES_PLATFORM_SPARK_CONF"
+SPARK_SHARED_DIR_VAR = "SALES_PLATFORM_SPARK_SHARED_DIR"
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """Which Spark engine runs the pipeline (README, Spark engines): embedded `local[*]` by
+    default, a cluster master (the run is the driver), or a Spark Connect server (the run is a
+    client). The remote URL and the extra settings may carry a token or a credential, so
+    resources get them as EnvVars; here they are parsed only to fail early."""
+
+    remote: str | None = None
+    master: str = "local[*]"
+    conf: dict[str, str] = field(default_factory=dict)
+    # Where landing copies and lake writes are staged when the lake is on S3: a folder the run
+    # and every Spark process see at the same path. None: the system temp (embedded engine).
+    shared_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.remote is not None:
+            if not self.remote.startswith("sc://"):
+                raise ValueError(f"{SPARK_REMOTE_VAR} must be a Spark Connect URL (sc://...)")
+            if self.master != "local[*]":
+                raise ValueError(
+                    f"set {SPARK_REMOTE_VAR} or {SPARK_MASTER_VAR}, not both: with Spark Connect "
+                    "the server's own master runs the jobs"
+                )
+
+    @property
+    def engine(self) -> str:
+        if self.remote:
+            return "connect"
+        return "embedded" if self.master.startswith("local") else "cluster"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> SparkSettings:
+        environ = dict(os.environ if environ is None else environ)
+        shared = environ.get(SPARK_SHARED_DIR_VAR)
+        return cls(
+            remote=environ.get(SPARK_REMOTE_VAR) or None,
+            master=environ.get(SPARK_MASTER_VAR) or cls.master,
+            conf=parse_spark_conf(environ.get(SPARK_CONF_VAR)),
+            shared_dir=Path(shared).resolve() if shared else None,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -102,6 +190,7 @@ class Settings:
     # Names of the DESIGN.md §7 variables that are set (values of secrets are not kept here).
     configured: frozenset[str] = frozenset()
     automation: AutomationSettings = field(default_factory=AutomationSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -128,6 +217,7 @@ class Settings:
             landing_uri=landing,
             configured=frozenset(k for k, v in environ.items() if k.startswith("SALES_") and v),
             automation=AutomationSettings.from_env(environ),
+            spark=SparkSettings.from_env(environ),
         )
 
     def local_db_url(self, name: str) -> str:

@@ -16,12 +16,17 @@ from sales_platform.business_rules import (
     sorted_tiers,
 )
 from sales_platform.defs.quality import QualityThresholds
-from sales_platform.settings import Settings
+from sales_platform.settings import (
+    SPARK_CONF_VAR,
+    SPARK_REMOTE_VAR,
+    SPARK_SHARED_DIR_VAR,
+    Settings,
+)
 from sales_platform.storage.crypto import LOCAL_KEY_FILE, MASTER_KEY_VAR, KeyringResource
 from sales_platform.storage.database import Database
 from sales_platform.storage.lake import LakeIOManager, LakeResource
 from sales_platform.storage.object_store import ObjectStoreResource
-from sales_platform.storage.spark import spark_resource
+from sales_platform.storage.spark import SparkResource, spark_resource
 from sales_platform.storage.warehouse import WarehouseIOManager
 
 
@@ -120,6 +125,39 @@ def _lake_catalog(settings: Settings) -> dict:
     return config
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _spark(settings: Settings) -> SparkResource:
+    """The engine the settings name. The remote URL (it may hold a token) and the extra settings
+    (they may hold a credential) reach the resource as EnvVars, never as definition values."""
+    spark = settings.spark
+    host = urlparse(spark.remote or spark.master).hostname or "127.0.0.1"
+    if (
+        spark.engine != "embedded"
+        and settings.s3_bucket
+        and spark.shared_dir is None
+        and not _is_loopback(host)
+    ):
+        # An S3 lake is staged through a local folder (storage/lake.py); Spark on other hosts
+        # cannot see this host's temp folder.
+        raise ValueError(
+            f"a Spark engine on {host!r} with the lake on S3 needs "
+            f"{SPARK_SHARED_DIR_VAR}: a folder the runs and every Spark process share"
+        )
+
+    def env(var: str) -> dg.EnvVar | None:
+        return dg.EnvVar(var) if var in settings.configured else None
+
+    return spark_resource(
+        master=spark.master, remote=env(SPARK_REMOTE_VAR), extra_conf=env(SPARK_CONF_VAR)
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     require_tls_endpoint(settings)
     s3: dict = {"endpoint_url": settings.s3_endpoint_url}
@@ -130,12 +168,15 @@ def build_resources(settings: Settings) -> dict[str, object]:
     landing = ObjectStoreResource(location=settings.landing_uri, **s3)
     source_db = _database(settings, "SALES_PLATFORM_SOURCE_DB_URL", "source", pii_keys)
     warehouse_db = _database(settings, "SALES_PLATFORM_WAREHOUSE_DB_URL", "warehouse", pii_keys)
+    shared = settings.spark.shared_dir
     lake = LakeResource(
         store=ObjectStoreResource(location=settings.lake_uri, **s3),
         catalog_db=warehouse_db,
+        # Staging (landing copies, lake writes) where every Spark process can reach it.
+        staging_dir=str(shared) if shared else None,
         **_lake_catalog(settings),
     )
-    pyspark = spark_resource()
+    pyspark = _spark(settings)
     return {
         "landing": landing,
         "lake": lake,

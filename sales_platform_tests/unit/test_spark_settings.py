@@ -1,0 +1,148 @@
+"""Which Spark engine the settings name, and how it reaches the run's resources (no JVM here:
+the engines themselves run in integration/test_spark_engines.py)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from sales_platform.defs.resources import build_resources
+from sales_platform.settings import Settings, SparkSettings, parse_spark_conf
+from sales_platform.spark_cli import CONNECT_SERVER_CLASS, connect_server_argv
+from sales_platform.storage.spark import BASE_SPARK_CONF, SparkResource, session_conf
+
+TOKEN = "dapi-not-a-real-token"
+REMOTE = f"sc://spark.example.com:443/;use_ssl=true;token={TOKEN}"
+
+
+def test_conf_as_json_or_key_value_list():
+    assert parse_spark_conf('{"spark.executor.memory": "2g", "spark.executor.cores": 2}') == {
+        "spark.executor.memory": "2g",
+        "spark.executor.cores": "2",
+    }
+    # A comma inside a value (a package list, JVM options with '=') stays in that value.
+    assert parse_spark_conf(
+        "spark.jars.packages=org.apache.hadoop:hadoop-aws:3.4.1,com.x:y:1,"
+        "spark.executor.extraJavaOptions=-Da=b,spark.executor.memory=2g"
+    ) == {
+        "spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.4.1,com.x:y:1",
+        "spark.executor.extraJavaOptions": "-Da=b",
+        "spark.executor.memory": "2g",
+    }
+    assert parse_spark_conf("spark.a=1,2\n spark.b = x \n\n") == {"spark.a": "1,2", "spark.b": "x"}
+    assert parse_spark_conf("") == parse_spark_conf(None) == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["executor.memory=2g", "spark.a", "spark.a=1\nhunter2", "[1, 2]", "{not json", '["spark.a"]'],
+)
+def test_conf_that_is_not_spark_settings_is_refused(text):
+    with pytest.raises(ValueError) as info:
+        parse_spark_conf(text)
+    # A stray line may be a credential: never repeated in the error.
+    assert "hunter2" not in str(info.value)
+
+
+def test_engine_from_the_environment():
+    assert SparkSettings.from_env({}).engine == "embedded"
+    assert SparkSettings.from_env({}).master == "local[*]"
+    cluster = SparkSettings.from_env({"SALES_PLATFORM_SPARK_MASTER": "spark://10.0.0.5:7077"})
+    assert (cluster.engine, cluster.master) == ("cluster", "spark://10.0.0.5:7077")
+    connect = SparkSettings.from_env({"SALES_PLATFORM_SPARK_REMOTE": "sc://127.0.0.1:15002"})
+    assert (connect.engine, connect.remote) == ("connect", "sc://127.0.0.1:15002")
+    with pytest.raises(ValueError, match="not both"):
+        SparkSettings.from_env(
+            {
+                "SALES_PLATFORM_SPARK_REMOTE": "sc://127.0.0.1:15002",
+                "SALES_PLATFORM_SPARK_MASTER": "spark://127.0.0.1:7077",
+            }
+        )
+    with pytest.raises(ValueError, match="sc://"):
+        SparkSettings.from_env({"SALES_PLATFORM_SPARK_REMOTE": "spark://127.0.0.1:7077"})
+    with pytest.raises(ValueError, match="key=value"):
+        Settings.from_env({"SALES_PLATFORM_SPARK_CONF": "spark.a"})
+
+
+def _settings(monkeypatch, tmp_path, **environ: str) -> Settings:
+    monkeypatch.setenv("SALES_PLATFORM_DATA_DIR", str(tmp_path))
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    return Settings.from_env()
+
+
+def test_default_is_the_embedded_driver(monkeypatch, tmp_path):
+    pyspark = build_resources(_settings(monkeypatch, tmp_path))["pyspark"]
+    assert isinstance(pyspark, SparkResource)
+    assert pyspark.remote is None
+    assert pyspark.spark_config["spark.master"] == "local[*]"
+
+
+def test_cluster_master_and_extra_settings_reach_the_driver(monkeypatch, tmp_path):
+    settings = _settings(
+        monkeypatch,
+        tmp_path,
+        SALES_PLATFORM_SPARK_MASTER="spark://127.0.0.1:7077",
+        SALES_PLATFORM_SPARK_CONF="spark.executor.memory=3g",
+    )
+    resources = build_resources(settings)
+    assert resources["pyspark"].spark_config["spark.master"] == "spark://127.0.0.1:7077"
+    with dg.build_resources({"pyspark": resources["pyspark"]}) as res:
+        assert res.pyspark.extra_conf == "spark.executor.memory=3g"
+
+
+def test_connect_url_reaches_the_run_but_not_the_definitions(monkeypatch, tmp_path):
+    settings = _settings(
+        monkeypatch,
+        tmp_path,
+        SALES_PLATFORM_SPARK_REMOTE=REMOTE,
+        SALES_PLATFORM_SPARK_SHARED_DIR=str(tmp_path / "shared"),
+    )
+    resources = build_resources(settings)
+    # The URL may carry a token: the definitions hold the variable's name, not its value.
+    assert TOKEN not in repr(resources["pyspark"])
+    with dg.build_resources({"pyspark": resources["pyspark"]}) as res:
+        assert res.pyspark.remote == REMOTE
+
+
+def test_remote_engine_with_s3_lake_needs_a_shared_staging_folder(monkeypatch, tmp_path):
+    prod = {
+        "SALES_PLATFORM_ENV": "prod",
+        "SALES_PLATFORM_S3_BUCKET": "sales",
+        "SALES_PLATFORM_SPARK_REMOTE": REMOTE,
+    }
+    with pytest.raises(ValueError, match="SALES_PLATFORM_SPARK_SHARED_DIR"):
+        build_resources(_settings(monkeypatch, tmp_path, **prod))
+
+    shared = tmp_path / "shared"
+    settings = _settings(monkeypatch, tmp_path, SALES_PLATFORM_SPARK_SHARED_DIR=str(shared))
+    assert build_resources(settings)["lake"].staging_dir == str(shared)
+
+
+def test_loopback_engine_shares_this_hosts_folders(monkeypatch, tmp_path):
+    settings = _settings(
+        monkeypatch,
+        tmp_path,
+        SALES_PLATFORM_ENV="prod",
+        SALES_PLATFORM_S3_BUCKET="sales",
+        SALES_PLATFORM_SPARK_REMOTE="sc://127.0.0.1:15002",
+    )
+    assert build_resources(settings)["lake"].staging_dir is None
+
+
+def test_connect_client_sets_only_session_settings():
+    conf = session_conf({**BASE_SPARK_CONF, "spark.driver.memory": "4g"})
+    assert conf and all(k.startswith("spark.sql.") for k in conf)
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+
+
+def test_connect_server_on_loopback_with_the_platform_settings():
+    argv = connect_server_argv(port=15999, extra_conf={"spark.executor.memory": "2g"})
+    assert argv[1:3] == ["--class", CONNECT_SERVER_CLASS]
+    assert argv[-1] == "spark-internal"
+    conf = dict(a.split("=", 1) for a in argv[argv.index("--conf") + 1 :: 2])
+    assert conf["spark.connect.grpc.binding.address"] == "127.0.0.1"
+    assert conf["spark.connect.grpc.binding.port"] == "15999"
+    assert conf["spark.executor.memory"] == "2g"
+    for key, value in BASE_SPARK_CONF.items():
+        assert conf[key] == value
