@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sales_platform.column_docs import column_schema
 from sales_platform.schemas import LAKE_SCHEMAS
 from sales_platform.storage.object_store import ObjectStore, ObjectStoreResource, staging_dir
 
@@ -244,9 +245,7 @@ class Lake:
 
 def table_schema(schema: T.StructType) -> dg.TableSchema:
     """A Spark schema as Dagster's column schema metadata (shown on the asset's page)."""
-    return dg.TableSchema(
-        columns=[dg.TableColumn(f.name, f.dataType.simpleString()) for f in schema.fields]
-    )
+    return column_schema(schema)
 
 
 class LakeResource(dg.ConfigurableResource):
