@@ -138,7 +138,8 @@ def run_in_code_location(
     """Launch each (job, tags) in turn, each after the previous one succeeded."""
     runs = []
     home = Path(os.environ["DAGSTER_HOME"])
-    with queue_daemon(instance, home / "logs"):
+    # Not $DAGSTER_HOME/logs: Dagster moves that folder away (its telemetry queue).
+    with queue_daemon(instance, home / "queue_daemon_logs"):
         for job, tags in plan:
             run_id = launch(job, {LAUNCHED_BY_TAG: "sales-platform", **tags})
             print(f"launched {job} run {run_id}; waiting for it", flush=True)

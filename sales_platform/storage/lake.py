@@ -5,7 +5,7 @@ Layout, under the lake's location (a local folder or s3://bucket/prefix):
     <asset>/<partition>/_manifest.json       which version is current, its files, rows, schema
     <asset>/<partition>/<version>/part-*.parquet
 
-A write stages Parquet on local disk (Spark in local mode cannot reach S3 here, see DESIGN.md §6),
+A write stages Parquet on local disk (local-mode Spark cannot reach S3 here: architecture.md §5),
 moves the files under a new version, then replaces the manifest: one object put, so a reader sees
 the old partition or the new one, never half of one. Old versions are deleted afterwards.
 Writing some partitions never touches the others. Staging between S3 and local Spark lives only

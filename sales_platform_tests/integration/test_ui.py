@@ -53,7 +53,7 @@ GROUPS = {
     "customer_monthly_mart": "marts",
     "sales_team_monthly_mart": "marts",
 }
-# DESIGN.md §2's graph: what each asset is built from (at least).
+# docs/architecture.md §2's graph: what each asset is built from (at least).
 BUILT_FROM = {
     "raw_sales": {"raw_sales_files"},
     "sales_enriched": {"raw_sales", "customers", "stores", "products", "sales_team"},
