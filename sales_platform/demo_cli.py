@@ -63,6 +63,7 @@ def _demo(args: argparse.Namespace) -> None:
                 days=len(days),
                 rows_per_day=args.rows_per_day,
                 seed=args.seed,
+                bad_row_fraction=args.bad_row_fraction,
                 progress=not args.quiet,
             )
             print(
@@ -86,6 +87,7 @@ def add_demo_command(subparsers) -> None:
     demo.add_argument("--days", type=int, default=DEMO_DAYS, help=f"default {DEMO_DAYS}")
     demo.add_argument("--rows-per-day", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--bad-row-fraction", type=float, default=0.0, help="rows to quarantine")
     demo.add_argument("--timeout", type=float, default=3600, help="seconds each run may take")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
