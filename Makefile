@@ -6,9 +6,7 @@ DATA_DIR ?= $(CURDIR)/.data
 export SALES_PLATFORM_DATA_DIR := $(DATA_DIR)
 export DAGSTER_HOME := $(DATA_DIR)/dagster_home
 
-DEMO_FROM ?= 2023-01-01
 DEMO_DAYS ?= 7
-DEMO_TO ?= 2023-01-07
 DEMO_ROWS ?= 20000
 
 .PHONY: install demo test ui up spark lint mariadb chromium dagster-home clean bench
@@ -25,11 +23,10 @@ dagster-home:
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-## Install, generate a small data set, run the pipeline locally and print both marts.
+## Install, generate the last 7 complete days before today (UTC), run them through the code
+## location as the daemon would (runs visible under Jobs and Overview), print both marts.
 demo: install dagster-home
-	$(BIN)/sales-platform generate --start-date $(DEMO_FROM) --days $(DEMO_DAYS) \
-		--rows-per-day $(DEMO_ROWS) --seed 7
-	$(BIN)/sales-platform materialize --from $(DEMO_FROM) --to $(DEMO_TO) --show
+	$(BIN)/sales-platform demo --days $(DEMO_DAYS) --rows-per-day $(DEMO_ROWS) --seed 7
 
 ## The whole test suite, against the real MariaDB (started if needed) and moto's S3 server.
 test: install mariadb chromium

@@ -1,25 +1,30 @@
-"""`sales-platform`: generate data, run the pipeline in-process, and print the marts."""
+"""`sales-platform`: generate data, run the pipeline through the code location, show marts."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from datetime import date
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
+from sales_platform.demo_cli import add_demo_command
 from sales_platform.files_cli import add_files_commands
 from sales_platform.lake_cli import add_lake_commands
+from sales_platform.preflight import SettingsError, load_settings
 from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
 from sales_platform.serve import add_serve_command
 from sales_platform.settings import Settings
 from sales_platform.spark_cli import add_spark_commands
+from sales_platform.storage.ciphers import MasterKeyError
+
+# Dagster's run tags for a single run over a partition range (as a single-run backfill sets
+# them); Dagster does not export constants for them.
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _resources(settings: Settings, *keys: str):
@@ -47,7 +52,8 @@ def materialize(
     settings: Settings | None = None,
     instance: dg.DagsterInstance | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Run the daily assets for start..end as one run, then the marts of the months touched.
+    """Run the daily assets for start..end as one run, then the marts of the months touched,
+    in this process (tests; the CLI launches through the code location, see launch.py).
 
     Raises when a run fails: a failure is never reported as success.
     """
@@ -134,7 +140,7 @@ def _table(header: list[str], rows) -> None:
 def _generate(args: argparse.Namespace) -> None:
     from sales_platform.generate import generate
 
-    with _resources(Settings.from_env(), "landing", "source_db") as res:
+    with _resources(load_settings(), "landing", "source_db") as res:
         summary = generate(
             res.landing.open(),
             res.source_db.engine(),
@@ -157,10 +163,44 @@ def _generate(args: argparse.Namespace) -> None:
     )
 
 
+def range_plan(start: date, end: date) -> list[tuple[str, dict[str, str]]]:
+    """The runs that build start..end: the days as one run, then the months they touched."""
+    if end < start:
+        raise SettingsError(f"--to {end} is before --from {start}")
+    first_month, last_month = _months(start, end)
+    return [
+        (
+            job,
+            {
+                ASSET_PARTITION_RANGE_START_TAG: a.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: b.isoformat(),
+            },
+        )
+        for job, a, b in (
+            ("daily_sales_job", start, end),
+            ("monthly_marts_job", first_month, last_month),
+        )
+    ]
+
+
+def require_instance() -> dg.DagsterInstance:
+    if not os.environ.get("DAGSTER_HOME"):
+        raise SettingsError(
+            "DAGSTER_HOME is not set: point it at the folder holding the instance's dagster.yaml "
+            "(`make demo` uses .data/dagster_home)"
+        )
+    return dg.DagsterInstance.get()
+
+
 def _materialize(args: argparse.Namespace) -> None:
+    from sales_platform.launch import run_in_code_location
+
+    load_settings()
+    plan = range_plan(args.start, args.end)
     started = time.monotonic()
-    results = materialize(args.start, args.end)
-    print(f"{len(results)} run(s) succeeded in {time.monotonic() - started:.1f}s")
+    with require_instance() as instance:
+        runs = run_in_code_location(instance, plan, args.timeout)
+    print(f"{len(runs)} run(s) succeeded in {time.monotonic() - started:.1f}s")
     if args.show:
         print_marts(args.end)
 
@@ -186,11 +226,15 @@ def _parser() -> argparse.ArgumentParser:
     mat.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
     mat.add_argument("--to", dest="end", type=date.fromisoformat, required=True)
     mat.add_argument("--show", action="store_true", help="print the marts of the last month")
+    mat.add_argument(
+        "--timeout", type=float, default=3600, help="seconds each run may take (default 3600)"
+    )
     mat.set_defaults(func=_materialize)
 
     show = sub.add_parser("show-marts", help="print both marts for a month")
     show.add_argument("--month", type=date.fromisoformat, required=True, help="any day of it")
-    show.set_defaults(func=lambda a: print_marts(a.month))
+    show.set_defaults(func=lambda a: print_marts(a.month, load_settings()))
+    add_demo_command(sub)
     add_secrets_commands(sub)
     add_db_commands(sub)
     add_serve_command(sub)
@@ -201,7 +245,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sales_platform.launch import RunFailed
+
     args = _parser().parse_args(argv)
-    # A failed run raises out of here: a traceback and a non-zero exit, never a quiet 0.
-    args.func(args)
+    try:
+        args.func(args)
+    except (SettingsError, MasterKeyError) as exc:
+        # A setting to fix: one line that says how, not a stack trace.
+        print(f"sales-platform: {exc}", file=sys.stderr)
+        return 2
+    except RunFailed as exc:
+        # A failed run is never reported as success; its logs are in the UI.
+        print(f"sales-platform: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -1,5 +1,7 @@
 """The platform's one Definitions object; resources follow SALES_PLATFORM_ENV (local | prod)."""
 
+import os
+
 import dagster as dg
 
 from sales_platform.defs.dimensions.assets import dimension_assets
@@ -14,10 +16,13 @@ from sales_platform.defs.marts.assets import customer_monthly_mart, sales_team_m
 from sales_platform.defs.marts.automation import marts_follow_fact
 from sales_platform.defs.marts.month_end import build_month_end_schedule
 from sales_platform.defs.resources import build_resources
+from sales_platform.launch import QUEUE_ONLY_VAR
 from sales_platform.settings import Settings
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: Settings | None = None, automation_on: bool = True
+) -> dg.Definitions:
     settings = settings or Settings.from_env()
     automation = settings.automation
     overdue = build_files_overdue(automation)
@@ -32,15 +37,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         asset_checks=[overdue.check, *dimension_checks],
         jobs=[daily_sales_job, monthly_marts_job, overdue.job, lake_vacuum_job],
-        schedules=[
-            build_month_end_schedule(automation),
-            overdue.schedule,
-            lake_vacuum_schedule,
-        ],
-        sensors=[landing_sensor, marts_follow_fact],
+        schedules=[build_month_end_schedule(automation), overdue.schedule, lake_vacuum_schedule]
+        if automation_on
+        else [],
+        sensors=[landing_sensor, marts_follow_fact] if automation_on else [],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )
 
 
-defs = build_definitions()
+defs = build_definitions(automation_on=os.environ.get(QUEUE_ONLY_VAR) != "1")

@@ -2,7 +2,7 @@
 
 The landing CSV columns, the Spark schemas of the lake assets and the DDL of every table
 (source dimensions, ledger, marts) live here, so a column is renamed in one place.
-Table and column names are the origin pipeline's (the compatibility contract of DESIGN.md §4).
+Table and column names are the origin pipeline's (the contract of docs/architecture.md §3).
 Money is DECIMAL everywhere: a float never touches a price or a total.
 """
 

@@ -89,10 +89,9 @@ def commands(
             log_format,
             *target,
         ],
+        # The `dagster-daemon` console script installed beside this interpreter (public CLI).
         "dagster-daemon": [
-            sys.executable,
-            "-m",
-            "dagster._daemon",
+            str(Path(sys.executable).parent / "dagster-daemon"),
             "run",
             "--log-level",
             log_level,

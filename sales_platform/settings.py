@@ -1,4 +1,4 @@
-"""Platform settings from the environment (DESIGN.md §7): the one place that reads them.
+"""Platform settings from the environment (docs/architecture.md §5): the one place reading them.
 
 Secrets (database URLs, the master key) are not read here: resources receive them as Dagster
 `EnvVar`s, resolved when a run starts, so they never appear in definitions or the UI.
@@ -187,7 +187,7 @@ class Settings:
     s3_endpoint_url: str | None
     lake_uri: str
     landing_uri: str
-    # Names of the DESIGN.md §7 variables that are set (values of secrets are not kept here).
+    # Names of the SALES_PLATFORM_* variables that are set (values of secrets are not kept here).
     configured: frozenset[str] = frozenset()
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)

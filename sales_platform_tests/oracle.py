@@ -1,7 +1,7 @@
 """An independent recompute of the marts, for tests: plain Python, `csv` + `decimal`, no Spark.
 
 It reads the landing files straight from an object store and the source tables through
-SQLAlchemy, applies DESIGN.md §4's file and row rules as written here (not as the platform's
+SQLAlchemy, applies architecture.md §3's file and row rules as written here (not as the platform's
 transforms implement them), and returns what the two marts must contain for a month.
 
 File rules (a file failing one is skipped whole): the key carries a business date (a path segment

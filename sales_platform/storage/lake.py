@@ -5,7 +5,7 @@ One table per asset, `sales_platform.<asset>`, located at `<lake>/<asset>/` (dat
 are partitioned by identity on their day column (`sales_date`, `business_date` for the
 quarantine); snapshots of the source tables are unpartitioned and replaced whole.
 
-A write stages Parquet on local disk (Spark in local mode cannot reach S3 here, see DESIGN.md §6),
+A write stages Parquet on local disk (local-mode Spark cannot reach S3 here: docs/architecture.md),
 checks each file's footer says exactly its day, uploads the files, then commits "replace these
 days' files" in one catalog transaction: a reader sees the old days or the new ones, never half.
 Old files stay until `sales-platform lake vacuum` expires the snapshots naming them, so a reader
@@ -33,6 +33,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sales_platform.column_docs import column_schema
 from sales_platform.schemas import LAKE_SCHEMAS
 from sales_platform.storage import iceberg
 from sales_platform.storage.database import Database
@@ -105,10 +106,6 @@ class Lake:
                 tx.set_properties({SPARK_SCHEMA_PROPERTY: schema.json()})
             table = self.catalog.load_table(iceberg.identifier(asset))
         return table
-
-    def existing_partitions(self, asset: str, partitions: list[str]) -> set[str]:
-        """Which of `partitions` of `asset` have been published (have a current version)."""
-        return {p for p in partitions if self.store.head(self._manifest_key(asset, p)) is not None}
 
     def uri(self, asset: str, partition: str = UNPARTITIONED) -> str:
         day = iceberg.DAY_COLUMNS.get(asset)
@@ -427,9 +424,7 @@ def lake_metadata(writes: list[PartitionWrite]) -> dict[str, object]:
 
 def table_schema(schema: T.StructType) -> dg.TableSchema:
     """A Spark schema as Dagster's column schema metadata (shown on the asset's page)."""
-    return dg.TableSchema(
-        columns=[dg.TableColumn(f.name, f.dataType.simpleString()) for f in schema.fields]
-    )
+    return column_schema(schema)
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -1,11 +1,13 @@
-"""The Dagster UI tried as an operator would: the real webserver, on an instance holding a day and
-its month that were materialized, asked through its GraphQL API (what the UI itself calls) for
-the asset graph, the checks and their last results, the sensors and schedules. Headless Chromium
-renders the asset graph page; the screenshot is an artifact of the test run.
+"""The Dagster UI tried as a new user would: `sales-platform demo` (what `make demo` runs: the
+last days before today, launched through the code location), then the real webserver, asked
+through its GraphQL API (what the UI itself calls) for the asset graph, each day's metadata, the
+checks and their last results, the runs and the automation. Headless Chromium renders the asset
+graph, one `raw_sales` partition and a mart's plots; the screenshots are artifacts of the run.
 
-What the UI shows is compared with the definitions and with what the run recorded, so the UI
-telling something else than the truth fails the test. The day has 2 % bad rows, so one check
-result is a failure (a warning) and the UI must say so.
+What the UI shows is compared with the definitions and with an independent record of what the
+runs did (the ledger in the warehouse database), so the UI telling something else than the truth
+fails the test. The days have 2 % bad rows, so one check result is a failure (a warning) and the
+UI must say so.
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from datetime import date
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
-from sales_platform.cli import _resources, materialize
+from sales_platform.cli import _resources
 from sales_platform.definitions import build_definitions
-from sales_platform.generate import generate
+from sales_platform.demo_cli import demo_days
+from sales_platform.schemas import product_staging_table as ledger
 from sales_platform.settings import Settings
 from sales_platform_tests.processes import (
+    BIN,
+    CODE_LOCATION,
     REPO_ROOT,
     chromium,
     free_port,
@@ -36,9 +44,10 @@ from sales_platform_tests.processes import (
 
 pytestmark = pytest.mark.integration
 
-DAY, MONTH = date(2023, 3, 14), "2023-03-01"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "asset-graph.png"
+PARTITION_SHOT = ARTIFACTS / "raw-sales-partition.png"
+PLOTS_SHOT = ARTIFACTS / "sales-team-mart-plots.png"
 WINDOW = (1920, 1400)
 
 # Issue 5: every asset in its domain's group.
@@ -53,7 +62,7 @@ GROUPS = {
     "customer_monthly_mart": "marts",
     "sales_team_monthly_mart": "marts",
 }
-# DESIGN.md §2's graph: what each asset is built from (at least).
+# docs/architecture.md §2's graph: what each asset is built from (at least).
 BUILT_FROM = {
     "raw_sales": {"raw_sales_files"},
     "sales_enriched": {"raw_sales", "customers", "stores", "products", "sales_team"},
@@ -81,8 +90,39 @@ ASSET_GRAPH = """
     partitionStats { numMaterialized numFailed }
     assetMaterializations(limit: 1) {
       partition runId
-      metadataEntries { label ... on IntMetadataEntry { intValue } }
+      metadataEntries { label
+        ... on IntMetadataEntry { intValue }
+        ... on TextMetadataEntry { text }
+      }
     }
+} }
+"""
+_ENTRIES = """
+    metadataEntries { label
+      ... on IntMetadataEntry { intValue }
+      ... on FloatMetadataEntry { floatValue }
+      ... on TextMetadataEntry { text }
+      ... on TableSchemaMetadataEntry { schema { columns { name description } } }
+    }
+"""
+PARTITION = (
+    """
+query ($key: [String!]!, $p: [String!]) { assetNodes(assetKeys: [{path: $key}]) {
+    assetMaterializations(partitions: $p, limit: 1) { partition runId"""
+    + _ENTRIES
+    + "} } }"
+)
+RUNS = """
+{ runsOrError { ... on Runs { results {
+    runId pipelineName status
+    repositoryOrigin { repositoryLocationName repositoryName }
+} } } }
+"""
+JOB_RUNS = """
+query ($job: String!, $location: String!) {
+  pipelineOrError(params: {pipelineName: $job, repositoryName: "__repository__",
+                           repositoryLocationName: $location}) {
+    ... on Pipeline { runs(limit: 5) { runId } }
 } }
 """
 CHECKS = """
@@ -103,9 +143,20 @@ AUTOMATION = """
 """
 
 
+@dataclass
+class Demo:
+    service: object
+    defs: dg.Definitions
+    days: list[str]
+    months: list[str]
+    rows_by_day: dict[str, int]  # accepted rows per day, from the ledger (not from Dagster)
+    run_ids: set[str]
+    root: object
+
+
 @pytest.fixture(scope="module")
-def ui(spark, tmp_path_factory):
-    """A local stack with one materialized day and its month, and the webserver on it."""
+def ui(tmp_path_factory):
+    """`sales-platform demo` on a fresh local stack, then the webserver on its instance."""
     root = tmp_path_factory.mktemp("ui")
     home = root / "dagster_home"
     home.mkdir()
@@ -116,23 +167,28 @@ def ui(spark, tmp_path_factory):
         env.setenv("SALES_PLATFORM_DATA_DIR", str(root / "data"))
         env.setenv("DAGSTER_HOME", str(home))
         settings = Settings.from_env()
-        with _resources(settings, "landing", "source_db") as res:
-            summary = generate(
-                res.landing.open(),
-                res.source_db.engine(),
-                start_date=DAY,
-                days=1,
-                rows_per_day=400,
-                seed=21,
-                customers=60,
-                stores=3,
-                sellers_per_store=3,
-                bad_row_fraction=BAD_ROW_FRACTION,
-                progress=False,
-            )
+        now = datetime.now(UTC)
+        demo = subprocess.run(
+            [str(BIN / "sales-platform"), "demo", "--rows-per-day", "400", "--quiet"]
+            + ["--bad-row-fraction", str(BAD_ROW_FRACTION)],
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        days = [d.isoformat() for d in demo_days(now, settings.automation)]
+        with _resources(settings, "warehouse_db") as res, res.warehouse_db.engine().connect() as c:
+            rows_by_day = {
+                day.isoformat(): int(n)
+                for day, n in c.execute(
+                    sa.select(ledger.c.business_date, sa.func.sum(ledger.c.rows_accepted))
+                    .where(ledger.c.status == "I")
+                    .group_by(ledger.c.business_date)
+                )
+            }
         with dg.DagsterInstance.get() as instance:
-            results = materialize(DAY, DAY, settings=settings, instance=instance)
-        run_ids = {r.run_id for r in results}
+            run_ids = {r.run_id for r in instance.get_runs()}
         defs = build_definitions(settings)
 
         port = free_port()
@@ -146,7 +202,8 @@ def ui(spark, tmp_path_factory):
         with running(service):
             wait_for_http(service)
             wait_for_code_location(service)
-            yield service, defs, summary, run_ids, root
+            months = sorted({d[:8] + "01" for d in days})
+            yield Demo(service, defs, days, months, rows_by_day, run_ids, root)
 
 
 def _key(node: dict) -> str:
@@ -154,11 +211,17 @@ def _key(node: dict) -> str:
 
 
 def _metadata(materialization: dict) -> dict:
-    return {e["label"]: e.get("intValue") for e in materialization["metadataEntries"]}
+    values = {}
+    for entry in materialization["metadataEntries"]:
+        value = next((entry[k] for k in ("intValue", "floatValue", "text") if k in entry), None)
+        if "schema" in entry:
+            value = entry["schema"]["columns"]
+        values[entry["label"]] = value
+    return values
 
 
 def test_asset_graph_is_the_defined_one_with_what_was_materialized(ui):
-    service, defs, summary, run_ids, _ = ui
+    service, defs = ui.service, ui.defs
     nodes = {_key(n): n for n in service.graphql(ASSET_GRAPH)["assetNodes"]}
 
     graph = defs.resolve_asset_graph()
@@ -172,27 +235,77 @@ def test_asset_graph_is_the_defined_one_with_what_was_materialized(ui):
     for asset, sources in BUILT_FROM.items():
         assert sources <= shown[asset], f"{asset} is not built from {sources - shown[asset]}"
 
-    # The run's results as the UI reports them: one day, its month, the snapshots.
-    for asset, partition in (
-        ("raw_sales", DAY.isoformat()),
-        ("sales_enriched", DAY.isoformat()),
-        ("customer_monthly_mart", MONTH),
-        ("sales_team_monthly_mart", MONTH),
+    # The demo's days and months as the UI reports them; the first node shows what landed.
+    for asset, partitions in (
+        ("raw_sales_files", ui.days),
+        ("raw_sales", ui.days),
+        ("sales_enriched", ui.days),
+        ("customer_monthly_mart", ui.months),
+        ("sales_team_monthly_mart", ui.months),
     ):
         node = nodes[asset]
-        assert node["partitionStats"] == {"numMaterialized": 1, "numFailed": 0}, asset
+        assert node["partitionStats"] == {"numMaterialized": len(partitions), "numFailed": 0}, asset
         (latest,) = node["assetMaterializations"]
-        assert latest["partition"] == partition and latest["runId"] in run_ids
+        assert latest["partition"] == partitions[-1], asset
+        if asset != "raw_sales_files":  # reported by the demo as the sensor does, run-less
+            assert latest["runId"] in ui.run_ids, asset
     for asset in ("customers", "stores", "products", "sales_team"):
         (latest,) = nodes[asset]["assetMaterializations"]
-        assert not nodes[asset]["isPartitioned"] and latest["runId"] in run_ids
-    assert summary.bad_rows > 0
-    raw = _metadata(nodes["raw_sales"]["assetMaterializations"][0])
-    assert raw["dagster/row_count"] == summary.accepted_rows
+        assert not nodes[asset]["isPartitioned"] and latest["runId"] in ui.run_ids
+    files = _metadata(nodes["raw_sales_files"]["assetMaterializations"][0])
+    assert files["files"] >= 1 and files["bytes"] > 0 and files["data_version"]
+
+
+def test_each_day_shows_its_own_rows_money_and_plots(ui):
+    """Item 1 and 4 of issue 15: per-partition figures of a range run, floats for the plots."""
+    assert set(ui.rows_by_day) == set(ui.days)
+    assert sum(ui.rows_by_day.values()) > max(ui.rows_by_day.values())  # a range, not one day
+    for asset in ("raw_sales", "sales_enriched"):
+        for day in ui.days:
+            (node,) = ui.service.graphql(PARTITION, {"key": [asset], "p": [day]})["assetNodes"]
+            (materialization,) = node["assetMaterializations"]
+            meta = _metadata(materialization)
+            assert meta["dagster/row_count"] == ui.rows_by_day[day], (asset, day)
+            assert meta["total_cost_plot"] == pytest.approx(float(meta["total_cost"]))
+            columns = meta["dagster/column_schema"]
+            assert columns and all(c["description"] for c in columns), (asset, columns)
+            if asset == "raw_sales":
+                assert 0 < meta["quarantine_rate"] < 0.1, day
+                reasons = {k: v for k, v in meta.items() if k.startswith("quarantined_")}
+                assert reasons and all(reasons.values()), f"zero-count reasons: {reasons}"
+                assert sum(reasons.values()) == meta["rows_quarantined"]
+    for asset, plots in (
+        ("customer_monthly_mart", ["month_total_sales_plot"]),
+        ("sales_team_monthly_mart", ["month_total_sales_plot", "incentive_paid_plot"]),
+    ):
+        for month in ui.months:
+            (node,) = ui.service.graphql(PARTITION, {"key": [asset], "p": [month]})["assetNodes"]
+            meta = _metadata(node["assetMaterializations"][0])
+            for plot in plots:
+                exact = meta[plot.removesuffix("_plot")]
+                assert meta[plot] == pytest.approx(float(exact)) and meta[plot] > 0, (asset, plot)
+            assert all(c["description"] for c in meta["dagster/column_schema"]), asset
+
+
+def test_the_demo_runs_belong_to_the_code_location(ui):
+    """Item 2: the runs show under the job (Jobs page) and carry the code location's origin."""
+    runs = ui.service.graphql(RUNS)["runsOrError"]["results"]
+    assert {r["runId"] for r in runs} == ui.run_ids
+    assert {r["pipelineName"] for r in runs} == {
+        "daily_sales_job",
+        "monthly_marts_job",
+        "files_overdue_check_job",
+    }
+    for run in runs:
+        assert run["status"] == "SUCCESS", run
+        assert run["repositoryOrigin"]["repositoryLocationName"] == CODE_LOCATION, run
+    for job in ("daily_sales_job", "monthly_marts_job"):
+        shown = ui.service.graphql(JOB_RUNS, {"job": job, "location": CODE_LOCATION})
+        assert shown["pipelineOrError"]["runs"], f"the {job} page lists no run"
 
 
 def test_checks_and_their_last_results_are_shown_truthfully(ui):
-    service, defs, _, run_ids, _ = ui
+    service, defs, run_ids = ui.service, ui.defs, ui.run_ids
     shown = {}
     for node in service.graphql(CHECKS)["assetNodes"]:
         checks = node["assetChecksOrError"]
@@ -225,10 +338,15 @@ def test_checks_and_their_last_results_are_shown_truthfully(ui):
         else:
             assert execution["status"] == "SUCCEEDED", (key, execution)
             assert execution["evaluation"]["success"] is True, key
+    # Right after the demo the overdue check is green: every due day has its files.
+    overdue = shown[("raw_sales_files", "files_landed_on_time")][
+        "executionForLatestMaterialization"
+    ]
+    assert overdue is not None and overdue["status"] == "SUCCEEDED", overdue
 
 
 def test_sensors_and_schedules_are_on_without_anyone_switching_them_on(ui):
-    service, defs, *_ = ui
+    service, defs = ui.service, ui.defs
     data = service.graphql(AUTOMATION)
     assert data["shouldShowNux"] is False  # no community pop-up over the operator's first page
     (repository,) = data["repositoriesOrError"]["nodes"]
@@ -250,24 +368,43 @@ def test_sensors_and_schedules_are_on_without_anyone_switching_them_on(ui):
     assert "month_end_marts" in schedules
 
 
-def test_asset_graph_page_renders_and_is_saved_as_a_screenshot(ui, capsys):
-    service, _, _, _, root = ui
+def _screenshot(url: str, path, profile) -> None:
+    window = f"{WINDOW[0]},{WINDOW[1]}"
+    path.unlink(missing_ok=True)
+    chromium(url, [f"--screenshot={path}"], profile, window)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == WINDOW
+    assert len(data) > 50_000, f"{path.name} is nearly blank"
+
+
+def test_pages_render_and_are_saved_as_screenshots(ui, capsys):
+    service, root = ui.service, ui.root
     expanded = ",".join(f"global@global:{g}" for g in sorted(set(GROUPS.values())))
-    url = f"{service.base_url}/asset-groups?expanded={quote(expanded, safe='')}"
+    graph_url = f"{service.base_url}/asset-groups?expanded={quote(expanded, safe='')}"
     window = f"{WINDOW[0]},{WINDOW[1]}"
 
     # The rendered page (after the UI's own GraphQL calls) names every asset of every group.
-    dom = chromium(url, ["--dump-dom"], root / "chromium-dom", window)
+    dom = chromium(graph_url, ["--dump-dom"], root / "chromium-dom", window)
     assert "Global asset lineage" in dom
     missing = [asset for asset in GROUPS if f">{asset}<" not in dom]
     assert not missing, f"asset graph page does not show {missing}"
 
+    # One day of raw_sales: its page shows that day's row count, not the range's.
+    day = ui.days[-2]
+    partition_url = f"{service.base_url}/assets/raw_sales?view=partitions&partition={day}"
+    dom = chromium(partition_url, ["--dump-dom"], root / "chromium-dom", window)
+    assert f"{ui.rows_by_day[day]:,}" in dom or str(ui.rows_by_day[day]) in dom, day
+    plots_url = f"{service.base_url}/assets/sales_team_monthly_mart?view=plots"
+
     ARTIFACTS.mkdir(exist_ok=True)
-    SCREENSHOT.unlink(missing_ok=True)
-    chromium(url, [f"--screenshot={SCREENSHOT}"], root / "chromium-shot", window)
-    data = SCREENSHOT.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", data[16:24]) == WINDOW
-    assert len(data) > 50_000, "the screenshot is nearly blank"
-    with capsys.disabled():  # the artifact's path belongs in the test output
+    for url, path in (
+        (graph_url, SCREENSHOT),
+        (partition_url, PARTITION_SHOT),
+        (plots_url, PLOTS_SHOT),
+    ):
+        _screenshot(url, path, root / f"chromium-{path.stem}")
+    with capsys.disabled():  # the artifacts' paths belong in the test output
         print(f"\nasset graph screenshot: {SCREENSHOT}", flush=True)
+        print(f"raw_sales {day} partition screenshot: {PARTITION_SHOT}", flush=True)
+        print(f"sales_team_monthly_mart plots screenshot: {PLOTS_SHOT}", flush=True)

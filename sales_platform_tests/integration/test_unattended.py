@@ -457,7 +457,7 @@ def test_serve_stops_the_webserver_when_the_daemon_dies(tmp_path, monkeypatch):
     )
     with running(service):
         wait_for_http(service, timeout=READY_TIMEOUT)
-        (daemon,) = [pid for pid, cmd in children(service.process.pid) if "dagster._daemon" in cmd]
+        (daemon,) = [pid for pid, cmd in children(service.process.pid) if "dagster-daemon" in cmd]
         os.kill(daemon, signal.SIGKILL)
         # A non-zero exit, so that the service manager restarts the pair.
         assert service.process.wait(90) == 1, service.log_tail()

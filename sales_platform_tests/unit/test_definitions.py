@@ -1,4 +1,4 @@
-"""The Definitions load and validate in both environments, with the asset graph of DESIGN.md."""
+"""The Definitions load and validate in both environments, with the documented asset graph."""
 
 import dagster as dg
 

@@ -224,7 +224,7 @@ def test_bad_rows_break_exactly_one_rule_and_cover_every_kind(dirty):
                 bad += 1
                 broken_rules[violations[0]] += 1
     assert bad == summary.bad_rows
-    # Every rule of DESIGN.md §4 gets exercised.
+    # Every rule of docs/architecture.md §3 gets exercised.
     assert len(broken_rules) == 9, broken_rules
 
 

@@ -1,12 +1,21 @@
 """Fact: the day's sales joined to every dimension."""
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 
-from sales_platform.defs.fact.checks import BLOCKING, CHECK_SPECS, fact_checks, measure
+from sales_platform.defs.fact.checks import (
+    BLOCKING,
+    CHECK_SPECS,
+    DIMENSIONS,
+    TOTAL_MATCHES_RAW,
+    DayFigures,
+    fact_checks,
+    measure,
+)
 from sales_platform.defs.ingest.assets import days_of
 from sales_platform.defs.ingest.daily_load import DAY_EXPR
 from sales_platform.defs.partitions import daily_partitions
@@ -16,7 +25,7 @@ from sales_platform.defs.quality import (
     blocking_failure,
 )
 from sales_platform.schemas import SALES_ENRICHED_SCHEMA
-from sales_platform.storage.lake import LakeResource, lake_metadata, table_schema
+from sales_platform.storage.lake import LakeResource, PartitionWrite, lake_metadata, table_schema
 from sales_platform.transforms.enrich import enrich_sales
 
 ASSET = "sales_enriched"
@@ -65,7 +74,13 @@ def sales_enriched(
         )
     with timer.stage("checks"):
         figures = measure(the_lake.read_staged(pyspark.spark_session, staged), raw_sales)
-        checks = fact_checks(figures, quality)
+        checks = [
+            # A range run's check result is the run's: each day's figures are named beside it.
+            c.with_metadata({**c.metadata, "by_day": _by_day(figures)})
+            if c.check_name == TOTAL_MATCHES_RAW
+            else c
+            for c in fact_checks(figures, quality)
+        ]
     failure = blocking_failure(ASSET, checks, BLOCKING)
     if failure is not None:
         the_lake.discard(staged)
@@ -73,22 +88,48 @@ def sales_enriched(
         raise failure
     with timer.stage("publish"):
         writes = the_lake.publish(staged)
-    unknown_table = "\n".join(
-        ["| dimension | unknown keys |", "|---|---|"]
-        + [f"| {d} | {n} |" for d, n in figures.unknown.items()]
-    )
+    writes_by_day = {w.partition: w for w in writes}
+    for day in partitions:
+        context.add_asset_metadata(
+            day_metadata(figures.by_day.get(day), writes_by_day.get(day), the_lake.uri(ASSET, day)),
+            partition_key=day,
+        )
     yield dg.MaterializeResult(
+        # The run as a whole: copied to every day of the range, so only range-level keys.
         metadata={
-            "dagster/row_count": sum(w.rows for w in writes),
             "dagster/column_schema": table_schema(SALES_ENRICHED_SCHEMA),
             "partitions": f"{partitions[0]}..{partitions[-1]}",
-            "bytes_written": sum(w.bytes for w in writes),
-            "total_cost": dg.MetadataValue.text(str(figures.total_cost)),
-            "total_cost_plot": float(figures.total_cost),
-            "preview": dg.MetadataValue.md(unknown_table),
-            "lake_uri": dg.MetadataValue.path(the_lake.uri(ASSET, partitions[0])),
+            "run_rows": sum(w.rows for w in writes),
+            "run_total_cost": dg.MetadataValue.text(str(figures.total_cost)),
             **lake_metadata(writes),
-            **timer.metadata(),
+            **{f"run_{k}": v for k, v in timer.metadata().items()},
         },
         check_results=checks,
+    )
+
+
+def day_metadata(figures: DayFigures | None, write: PartitionWrite | None, lake_uri: str) -> dict:
+    """What one business day of the fact holds: rows, money, unknown keys, bytes."""
+    unknown = figures.unknown if figures else dict.fromkeys(DIMENSIONS, 0)
+    total = figures.total_cost if figures else Decimal("0.00")
+    return {
+        "dagster/row_count": write.rows if write else 0,
+        "bytes_written": write.bytes if write else 0,
+        # Exact money as text; the float copy exists only so the UI can plot it over time.
+        "total_cost": dg.MetadataValue.text(str(total)),
+        "total_cost_plot": float(total),
+        **{f"unknown_{d}": n for d, n in unknown.items()},
+        "preview": dg.MetadataValue.md(
+            "\n".join(
+                ["| dimension | unknown keys |", "|---|---|"]
+                + [f"| {d} | {n} |" for d, n in unknown.items()]
+            )
+        ),
+        "lake_uri": dg.MetadataValue.path(lake_uri),
+    }
+
+
+def _by_day(figures) -> dg.MetadataValue:
+    return dg.MetadataValue.json(
+        {d: {"rows": f.rows, "total_cost": str(f.total_cost)} for d, f in figures.by_day.items()}
     )

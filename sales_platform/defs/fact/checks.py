@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import dagster as dg
@@ -42,6 +42,13 @@ CHECK_SPECS = [
 
 
 @dataclass(frozen=True)
+class DayFigures:
+    rows: int
+    total_cost: Decimal
+    unknown: dict[str, int]
+
+
+@dataclass(frozen=True)
 class FactFigures:
     rows: int
     distinct_sales: int
@@ -49,24 +56,43 @@ class FactFigures:
     unknown: dict[str, int]
     raw_rows: int
     raw_total_cost: Decimal
+    # The same figures per business day (YYYY-MM-DD), for each partition's metadata.
+    by_day: dict[str, DayFigures] = field(default_factory=dict)
 
 
 def measure(fact: DataFrame, raw_sales: DataFrame) -> FactFigures:
-    """One aggregate over the staged fact, one over raw_sales: columnar reads of a few columns."""
-    fact_row = fact.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count_distinct("source_key", "line_number").alias("distinct_sales"),
-        F.sum("total_cost").alias("total"),
-        *[F.sum((~F.col(f"{d}_known")).cast("int")).alias(d) for d in DIMENSIONS],
-    ).first()
+    """One aggregate over the staged fact, one over raw_sales: columnar reads of a few columns.
+
+    The fact is aggregated per day and summed: the same single pass also gives each day's rows,
+    total and unknown keys. A sale has one date, so per-day distinct counts add up exactly.
+    """
+    days = (
+        fact.groupBy(F.date_format("sales_date", "yyyy-MM-dd").alias("day"))
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count_distinct("source_key", "line_number").alias("distinct_sales"),
+            F.sum("total_cost").alias("total"),
+            *[F.sum((~F.col(f"{d}_known")).cast("int")).alias(d) for d in DIMENSIONS],
+        )
+        .collect()
+    )
+    by_day = {
+        r["day"]: DayFigures(
+            rows=r["rows"],
+            total_cost=r["total"] or Decimal("0"),
+            unknown={d: r[d] or 0 for d in DIMENSIONS},
+        )
+        for r in days
+    }
     raw_row = raw_sales.agg(F.count(F.lit(1)).alias("rows"), F.sum("total_cost")).first()
     return FactFigures(
-        rows=fact_row["rows"],
-        distinct_sales=fact_row["distinct_sales"],
-        total_cost=fact_row["total"] or Decimal("0"),
-        unknown={d: fact_row[d] or 0 for d in DIMENSIONS},
+        rows=sum(r["rows"] for r in days),
+        distinct_sales=sum(r["distinct_sales"] for r in days),
+        total_cost=sum((d.total_cost for d in by_day.values()), Decimal("0")),
+        unknown={d: sum(day.unknown[d] for day in by_day.values()) for d in DIMENSIONS},
         raw_rows=raw_row[0],
         raw_total_cost=raw_row[1] or Decimal("0"),
+        by_day=by_day,
     )
 
 

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 from pydantic import Field
 
 from sales_platform.defs.partitions import START_DATE
@@ -62,7 +59,8 @@ class FilesOverdueConfig(dg.Config):
 @dataclass(frozen=True)
 class FilesOverdueAutomation:
     check: dg.AssetChecksDefinition
-    job: UnresolvedAssetJobDefinition
+    # What dg.define_asset_job returns; Dagster does not export that class publicly.
+    job: object
     schedule: dg.ScheduleDefinition
 
 

@@ -1,16 +1,24 @@
 """Ingest: the files that land in S3 and the validated rows read from them."""
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
+from decimal import Decimal
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
-from sales_platform.defs.ingest.checks import BLOCKING, CHECK_SPECS, raw_sales_checks
+from sales_platform.defs.ingest.checks import (
+    BLOCKING,
+    CHECK_SPECS,
+    QUARANTINE_RATE,
+    raw_sales_checks,
+)
 from sales_platform.defs.ingest.daily_load import (
     REPROCESS_REASON_TAG,
     REPROCESS_TAG,
     DayLoad,
+    FileOutcome,
     commit,
     reprocess,
     stage_days,
@@ -50,48 +58,102 @@ def days_of(window: dg.TimeWindow) -> list[date]:
 
 
 def _preview(load: DayLoad, accepted: list[PartitionWrite], quarantine: list[PartitionWrite]):
-    """Per-day aggregates as markdown: counts and money, never rows."""
-    totals: dict[str, object] = {}
-    for f in load.read:
-        key = f.landed.business_date.isoformat()
-        totals[key] = totals.get(key, 0) + f.rows_read
+    """Per-day aggregates of the whole run as markdown: counts and money, never rows."""
     q_rows = {w.partition: w.rows for w in quarantine}
     lines = ["| day | files | rows read | accepted | quarantined |", "|---|---|---|---|---|"]
     for w in accepted:
-        files = sum(1 for f in load.read if f.landed.business_date.isoformat() == w.partition)
+        files = [f for f in load.read if f.landed.business_date.isoformat() == w.partition]
         lines.append(
-            f"| {w.partition} | {files} | {totals.get(w.partition, 0)} | {w.rows} "
+            f"| {w.partition} | {len(files)} | {sum(f.rows_read for f in files)} | {w.rows} "
             f"| {q_rows.get(w.partition, 0)} |"
         )
     return dg.MetadataValue.md("\n".join(lines[:40]))
 
 
-def _metadata(load, accepted, quarantine, timer, lake_uri) -> dict:
+def day_metadata(
+    files: list[FileOutcome],
+    accepted: PartitionWrite | None,
+    quarantine: PartitionWrite | None,
+    lake_uri: str,
+) -> dict:
+    """What one business day's partition holds: its rows, files, money and quarantine."""
+    read = [f for f in files if f.reason is None]
+    rejected = [f for f in files if f.reason is not None]
+    rows_read = sum(f.rows_read for f in read)
+    quarantined = quarantine.rows if quarantine else 0
+    reasons = sum((f.quarantine_reasons for f in read), Counter())
+    total = sum((f.total_cost for f in read), Decimal("0.00"))
     return {
-        "dagster/row_count": sum(w.rows for w in accepted),
+        "dagster/row_count": accepted.rows if accepted else 0,
+        "rows_read": rows_read,
+        "rows_quarantined": quarantined,
+        "quarantine_rate": quarantined / rows_read if rows_read else 0.0,
+        # Only the reasons that occurred: eleven all-zero series would crowd out the real ones.
+        **{f"quarantined_{code}": reasons[code] for code in REASON_CODES if reasons[code]},
+        "files_read": len(read),
+        "files_rejected": len(rejected),
+        "rejected_files": dg.MetadataValue.json(
+            {f.landed.landing_key: f.reason for f in rejected[:50]}
+        ),
+        "files_consumed": dg.MetadataValue.json(sorted(f.landed.landing_key for f in read)[:200]),
+        # Exact money as text; the float copy exists only so the UI can plot it over time.
+        "total_cost": dg.MetadataValue.text(str(total)),
+        "total_cost_plot": float(total),
+        "bytes_written": (accepted.bytes if accepted else 0)
+        + (quarantine.bytes if quarantine else 0),
+        "lake_uri": dg.MetadataValue.path(lake_uri),
+    }
+
+
+def _range_metadata(load, accepted, quarantine, timer) -> dict:
+    """The run as a whole: the same on every day of the range, so only range-level keys."""
+    return {
         "dagster/column_schema": table_schema(RAW_SALES_SCHEMA),
         "partitions": f"{load.days[0]}..{load.days[-1]}",
-        "rows_read": sum(f.rows_read for f in load.read),
-        "rows_quarantined": sum(w.rows for w in quarantine),
-        # Every reason, every run (zeros included): the UI plots each one over time.
-        **{f"quarantined_{code}": load.quarantine_reasons.get(code, 0) for code in REASON_CODES},
-        "files_read": len(load.read),
-        "files_rejected": len(load.rejected),
-        "rejected_files": dg.MetadataValue.json(
-            {f.landed.landing_key: f.reason for f in load.rejected[:50]}
-        ),
-        "files_consumed": dg.MetadataValue.json(
-            sorted(f.landed.landing_key for f in load.read)[:200]
-        ),
-        # Exact money as text; the float copy exists only so the UI can plot it over time.
-        "total_cost": dg.MetadataValue.text(str(load.total_cost)),
-        "total_cost_plot": float(load.total_cost),
-        "bytes_written": sum(w.bytes for w in accepted) + sum(w.bytes for w in quarantine),
-        "preview": _preview(load, accepted, quarantine),
-        "lake_uri": dg.MetadataValue.path(lake_uri),
+        "run_rows": sum(w.rows for w in accepted),
+        "run_rows_quarantined": sum(w.rows for w in quarantine),
+        "run_files_read": len(load.read),
+        "run_total_cost": dg.MetadataValue.text(str(load.total_cost)),
+        "run_preview": _preview(load, accepted, quarantine),
         **lake_metadata(accepted),
-        **timer.metadata(),
+        **{f"run_{k}": v for k, v in timer.metadata().items()},
     }
+
+
+def add_day_metadata(context, load: DayLoad, accepted, quarantine, the_lake) -> None:
+    """Each day of the run gets its own figures (a range run would otherwise copy the range's)."""
+    accepted_by_day = {w.partition: w for w in accepted}
+    quarantine_by_day = {w.partition: w for w in quarantine}
+    for day in load.days:
+        key = day.isoformat()
+        context.add_asset_metadata(
+            day_metadata(
+                [f for f in load.files if f.landed.business_date == day],
+                accepted_by_day.get(key),
+                quarantine_by_day.get(key),
+                the_lake.uri("raw_sales", key),
+            ),
+            partition_key=key,
+        )
+
+
+def with_rates_by_day(checks: list[dg.AssetCheckResult], load: DayLoad) -> list:
+    """The quarantine check of a range run with each day's rate beside the range's.
+
+    A check result in a range run belongs to the run, not to a partition (Dagster 1.13 records
+    it once, without a partition): the day that went bad is named here.
+    """
+    rates = {}
+    for day in load.days:
+        read = [f for f in load.read if f.landed.business_date == day]
+        rows = sum(f.rows_read for f in read)
+        rates[day.isoformat()] = sum(f.rows_quarantined for f in read) / rows if rows else 0.0
+    return [
+        c.with_metadata({**c.metadata, "quarantine_rate_by_day": dg.MetadataValue.json(rates)})
+        if c.check_name == QUARANTINE_RATE
+        else c
+        for c in checks
+    ]
 
 
 @dg.asset(
@@ -128,7 +190,7 @@ def raw_sales(
         reprocess(store, ledger, context.run.tags[REPROCESS_TAG], reason)
     with timer.stage("stage"):
         load = stage_days(pyspark.spark_session, store, the_lake, ledger, days, run_id)
-    checks = raw_sales_checks(load, quality)
+    checks = with_rates_by_day(raw_sales_checks(load, quality), load)
     failure = blocking_failure("raw_sales", checks, BLOCKING)
     if failure is not None:
         # Nothing is published: the lake keeps its previous partitions and the files stay put.
@@ -146,9 +208,7 @@ def raw_sales(
         f"{sum(w.rows for w in accepted)} row(s) accepted, "
         f"{sum(w.rows for w in quarantine)} quarantined; {len(load.rejected)} file(s) rejected"
     )
+    add_day_metadata(context, load, accepted, quarantine, the_lake)
     yield dg.MaterializeResult(
-        metadata=_metadata(
-            load, accepted, quarantine, timer, the_lake.uri("raw_sales", days[0].isoformat())
-        ),
-        check_results=checks,
+        metadata=_range_metadata(load, accepted, quarantine, timer), check_results=checks
     )

@@ -51,6 +51,9 @@ class FileOutcome:
     reason: str | None = None  # set when the whole file is rejected
     first_sales_date: date | None = None
     last_sales_date: date | None = None
+    # The file's accepted money and quarantined rows per reason: per-day figures in the UI.
+    total_cost: Decimal = Decimal("0.00")
+    quarantine_reasons: Counter = field(default_factory=Counter)
 
     @property
     def reconciles(self) -> bool:
@@ -242,12 +245,14 @@ def _count(spark: SparkSession, lake: Lake, load: DayLoad) -> None:
         outcome = by_key[row.source_key]
         outcome.rows_accepted = row.n
         outcome.first_sales_date, outcome.last_sales_date = row.first, row.last
-        load.total_cost += row.total or Decimal("0")
+        outcome.total_cost = row.total or Decimal("0")
+        load.total_cost += outcome.total_cost
     quarantined = (
         lake.read_staged(spark, load.quarantine).groupBy("source_key", "reason").count().collect()
     )
     for row in quarantined:
         by_key[row.source_key].rows_quarantined += row["count"]
+        by_key[row.source_key].quarantine_reasons[row.reason] += row["count"]
         load.quarantine_reasons[row.reason] += row["count"]
 
 

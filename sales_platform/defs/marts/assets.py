@@ -22,6 +22,7 @@ from sales_platform.defs.marts.finality import (
     published_winners,
     winner_change_metadata,
 )
+from sales_platform.defs.marts.plots import add_month_plots
 from sales_platform.defs.partitions import monthly_partitions
 from sales_platform.defs.quality import blocking_failure
 from sales_platform.defs.resources import BusinessRules
@@ -94,6 +95,7 @@ def _checked(
     if failure is not None:
         yield from results
         raise failure
+    add_month_plots(rows)  # each month's totals (and incentive paid), plots.py
     yield dg.Output(mart, metadata={**metadata, "preview": preview(rows)})
     yield from results
 
