@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import dagster as dg
 import pytest
 
 from sales_platform.schemas import customers_data_mart_table, sales_team_data_mart_table
@@ -72,3 +73,23 @@ def test_ledger_counts_add_up_to_the_generator_totals(dataset):
     for row in dataset.first.ledger:
         accepted[row["business_date"]] += row["rows_accepted"] or 0
     assert dict(accepted) == dataset.summary.accepted_rows_by_day
+
+
+def _mart_metadata(dataset, outcome: str, asset: str, month) -> dict:
+    run_id = dataset.outcomes[outcome].results[1].run_id
+    records = dataset.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[month.isoformat()]),
+        limit=10,
+    ).records
+    (record,) = [r for r in records if r.run_id == run_id]
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+@pytest.mark.parametrize("asset", ["customer_monthly_mart", "sales_team_monthly_mart"])
+def test_closed_months_are_final_and_their_rerun_is_a_late_recompute(dataset, asset):
+    for month in MONTHS:
+        first = _mart_metadata(dataset, "first run", asset, month)
+        assert first["final"] is True and first["late_recompute"] is False, month
+        # The rerun republished the days after the months were published final.
+        rerun = _mart_metadata(dataset, "rerun", asset, month)
+        assert rerun["final"] is True and rerun["late_recompute"] is True, month
