@@ -139,3 +139,15 @@ def prod_dataset(spark, s3_endpoint, tmp_path_factory):
 def dataset(request):
     """Each stack's shared data set in turn."""
     return request.getfixturevalue(f"{request.param}_dataset")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under integration/ carries the marker, so `-m "not integration"` is fast."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "integration" in item.path.parent.parts[-1:]
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"integration tests without the integration marker: {unmarked}")

@@ -29,7 +29,7 @@ import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -406,6 +406,13 @@ class Expected:
 
     def file(self, key: str) -> FileResult:
         return next(f for f in self.files if f.key == key)
+
+    def with_file(self, store: ObjectStore, key: str) -> Expected:
+        """The expectation once one more file has landed (read now, before it is run)."""
+        business_date = business_date_of(key)
+        assert business_date is not None, key
+        result, rows = _read_file(key, store.get_bytes(key), business_date)
+        return replace(self, files=(*self.files, result), sales=(*self.sales, *rows))
 
 
 def expect_before_run(store: ObjectStore, engine: sa.Engine, written=None) -> Expected:

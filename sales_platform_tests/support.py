@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from time import sleep
 
 import dagster as dg
 import pytest
@@ -81,3 +82,17 @@ def materialize_assets(
         },
         raise_on_error=raise_on_error,
     )
+
+
+def today_clear_of_midnight(margin: timedelta = timedelta(minutes=10)) -> date:
+    """Today (UTC), once at least `margin` away from the next midnight.
+
+    For tests about "today" (a partition that exists, a month not yet closed): started just
+    before midnight, they would straddle two days (or two months) and flake; waiting out the
+    last minutes of the day keeps the date they compute the one the platform sees.
+    """
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(), UTC)
+    if midnight - now < margin:
+        sleep((midnight - now).total_seconds() + 1)
+    return datetime.now(UTC).date()
