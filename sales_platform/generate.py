@@ -84,6 +84,28 @@ _ITEMS = (
 _SIZES = ("200g", "500g", "1kg", "2kg", "5kg")
 
 
+@dataclass(frozen=True)
+class FileWritten:
+    """The generator's own record of one file it wrote: what the platform must make of it.
+
+    `bad_kind` is None for a good file. A good file's `rows` = `accepted_rows` + bad rows (one
+    kind each, in `bad_row_kinds`); a bad file accepts nothing and carries no bad rows.
+    """
+
+    key: str
+    business_date: date
+    bad_kind: str | None
+    rows: int
+    bytes: int
+    accepted_rows: int
+    accepted_total: Decimal
+    bad_row_kinds: dict[str, int]
+
+    @property
+    def is_bad(self) -> bool:
+        return self.bad_kind is not None
+
+
 @dataclass
 class GenerateSummary:
     """What one `generate` call wrote.
@@ -107,6 +129,7 @@ class GenerateSummary:
     bad_file_kinds: dict[str, str] = field(default_factory=dict)  # key -> kind
     accepted_rows_by_day: dict[date, int] = field(default_factory=dict)
     accepted_total_by_day: dict[date, Decimal] = field(default_factory=dict)
+    written: list[FileWritten] = field(default_factory=list)  # one per file, in `files` order
 
     @property
     def mb_per_second(self) -> float:
@@ -622,7 +645,21 @@ def generate(
                 key = sales_key(day, f + 1)
                 kind = bad_plan.get(d * files_per_day + f)
                 rng = np.random.default_rng([seed, 1, d, f])
+                kinds_before = Counter(writer.bad_kinds)
                 written, size, cents = writer.write_key(store, key, kind, rng, day, n, tmp, bar)
+                file_bad = dict(sorted((writer.bad_kinds - kinds_before).items()))
+                summary.written.append(
+                    FileWritten(
+                        key=key,
+                        business_date=day,
+                        bad_kind=kind,
+                        rows=written,
+                        bytes=size,
+                        accepted_rows=0 if kind else written - sum(file_bad.values()),
+                        accepted_total=_cents_decimal(cents),
+                        bad_row_kinds=file_bad,
+                    )
+                )
                 day_cents += cents
                 summary.files.append(key)
                 summary.rows += written
@@ -650,6 +687,7 @@ __all__ = [
     "BAD_FILE_KINDS",
     "BAD_ROW_KINDS",
     "STORE_ID_START",
+    "FileWritten",
     "UNKNOWN_KEY_KINDS",
     "GenerateSummary",
     "generate",

@@ -1,11 +1,16 @@
 """Fixtures shared by the whole suite: one Spark session, the real MariaDB, a real S3 endpoint.
 
-Spark starts once per test run (about 15 s here). MariaDB is the server on 127.0.0.1:3306; in CI
-an unreachable server fails the run instead of skipping (SALES_PLATFORM_REQUIRE_MARIADB=1).
+Spark starts once per test run (about 15 s here). MariaDB is the server on 127.0.0.1:3306; an
+unreachable server fails the tests that need it. Skipping them instead is opt-in
+(SALES_PLATFORM_ALLOW_SKIP_SERVICES=1), so a missing service is never mistaken for a green run.
+
+The session-scoped data sets of `datasets.py` (one per stack, generated and run once) are
+registered here as fixtures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -39,16 +44,21 @@ def _mariadb_engine() -> sa.Engine:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - reported as skip or failure below
-        if os.environ.get("SALES_PLATFORM_REQUIRE_MARIADB") == "1" or os.environ.get("CI"):
-            pytest.fail(f"MariaDB unreachable at {MARIADB_ADMIN_URL}: {exc}")
-        pytest.skip(f"MariaDB unreachable at {MARIADB_ADMIN_URL}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - reported as failure, or skip when opted in
+        missing_service(f"MariaDB unreachable at {MARIADB_ADMIN_URL}: {exc}")
     return engine
 
 
-@pytest.fixture
-def mariadb_url():
-    """A fresh, empty database on the real MariaDB server; dropped afterwards."""
+def missing_service(message: str) -> None:
+    """Fail: a test that cannot reach its service has not passed. Skip only when opted in."""
+    if os.environ.get("SALES_PLATFORM_ALLOW_SKIP_SERVICES") == "1":
+        pytest.skip(message)
+    pytest.fail(message)
+
+
+@contextlib.contextmanager
+def mariadb_database():
+    """A fresh, empty database on the real MariaDB server (its URL); dropped afterwards."""
     admin = _mariadb_engine()
     name = f"sp_test_{uuid.uuid4().hex[:10]}"
     with admin.begin() as conn:
@@ -59,6 +69,13 @@ def mariadb_url():
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url():
+    """A fresh, empty database on the real MariaDB server; dropped afterwards."""
+    with mariadb_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +93,61 @@ def s3_endpoint():
     server.stop()
 
 
-@pytest.fixture
-def s3_bucket(s3_endpoint):
-    """A fresh bucket on the moto endpoint."""
+def new_bucket(s3_endpoint: str) -> str:
+    """A fresh bucket on the moto endpoint (its name)."""
     import boto3
 
     name = f"sp-test-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    """A fresh bucket on the moto endpoint."""
+    return new_bucket(s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def local_dataset(spark, tmp_path_factory):
+    """The shared month- and year-crossing data set on the local stack, run once (datasets.py)."""
+    from sales_platform_tests.datasets import build_dataset
+
+    with build_dataset("local", tmp_path_factory.mktemp("dataset-local")) as dataset:
+        yield dataset
+
+
+@pytest.fixture(scope="session")
+def prod_dataset(spark, s3_endpoint, tmp_path_factory):
+    """The shared data set on the production stack (moto S3 + MariaDB), run once."""
+    from sales_platform_tests.datasets import build_dataset
+
+    with (
+        mariadb_database() as db_url,
+        build_dataset(
+            "prod",
+            tmp_path_factory.mktemp("dataset-prod"),
+            db_url=db_url,
+            bucket=new_bucket(s3_endpoint),
+            s3_endpoint=s3_endpoint,
+        ) as dataset,
+    ):
+        yield dataset
+
+
+@pytest.fixture(params=["local", "prod"])
+def dataset(request):
+    """Each stack's shared data set in turn."""
+    return request.getfixturevalue(f"{request.param}_dataset")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under integration/ carries the marker, so `-m "not integration"` is fast."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "integration" in item.path.parent.parts[-1:]
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"integration tests without the integration marker: {unmarked}")

@@ -6,11 +6,13 @@ transforms implement them), and returns what the two marts must contain for a mo
 
 File rules (a file failing one is skipped whole): the key carries a business date (a path segment
 `YYYY-MM-DD/` or `sales_date=YYYY-MM-DD/`, else a date in the file name); the bytes decode as
-UTF-8; the header names every mandatory column (trimmed, any order, extra columns ignored); there
+UTF-8 (a leading BOM is dropped, as the product reads `utf-8-sig`); the header names every mandatory
+column once (trimmed, any order, extra columns ignored, a repeated name rejects the file); there
 is at least one data row. Optionally (`dedupe_content`), a file whose exact bytes were already seen
 under another key is skipped as a duplicate (the first key in sorted order wins).
 
-Row rules (a row failing one is dropped), after trimming every field:
+Row rules (a row failing one is dropped), after trimming every field (a line with more fields
+than its header is dropped whole, as the product quarantines it):
 - customer_id, store_id, sales_person_id: plain digits, 1 .. 2**31-1;
 - product_name: not empty;
 - sales_date: `yyyy-MM-dd`, a real date, equal to the business date;
@@ -27,7 +29,7 @@ import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -181,7 +183,7 @@ def _read_file(key: str, data: bytes, business_date: date) -> tuple[FileResult, 
     if not data:
         return skipped("empty file")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return skipped("not UTF-8")
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -193,11 +195,15 @@ def _read_file(key: str, data: bytes, business_date: date) -> tuple[FileResult, 
     lines = [line for line in reader if line]  # blank lines are not rows
     if missing:
         return skipped(f"missing column(s): {', '.join(missing)}", len(lines))
+    if len(set(names)) != len(names):
+        return skipped("duplicate column names", len(lines))
     if not lines:
         return skipped("no data rows")
     position = {c: names.index(c) for c in SALES_CSV_COLUMNS}
     sales = []
     for line in lines:
+        if len(line) > len(names):
+            continue  # more fields than the header: malformed, quarantined
         fields = {c: (line[i] if i < len(line) else None) for c, i in position.items()}
         row = parse_row(fields, business_date)
         if row is not None:
@@ -373,3 +379,78 @@ def expected_marts(
         customer_mart_rows(sales, customers, month, tiers),
         sales_team_mart_rows(sales, sellers, month, incentive_rate),
     )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the marts must hold, fixed from the landing bytes right after generation.
+
+    Taken before any run, so a run that moves, archives or loses a file cannot change what is
+    expected of it: a good file wrongly rejected still counts here and the marts then differ.
+    """
+
+    files: tuple[FileResult, ...]
+    sales: tuple[Sale, ...]
+    customers: dict[int, dict]
+    sellers: dict[int, dict]
+
+    @property
+    def months(self) -> tuple[date, ...]:
+        return tuple(sorted({_month_start(s.business_date) for s in self.sales}))
+
+    def customer_mart(self, month: date, **rules) -> list[dict]:
+        return customer_mart_rows(self.sales, self.customers, month, **rules)
+
+    def sales_team_mart(self, month: date, **rules) -> list[dict]:
+        return sales_team_mart_rows(self.sales, self.sellers, month, **rules)
+
+    def file(self, key: str) -> FileResult:
+        return next(f for f in self.files if f.key == key)
+
+    def with_file(self, store: ObjectStore, key: str) -> Expected:
+        """The expectation once one more file has landed (read now, before it is run)."""
+        business_date = business_date_of(key)
+        assert business_date is not None, key
+        result, rows = _read_file(key, store.get_bytes(key), business_date)
+        return replace(self, files=(*self.files, result), sales=(*self.sales, *rows))
+
+
+def expect_before_run(store: ObjectStore, engine: sa.Engine, written=None) -> Expected:
+    """The oracle's expectation, read from landing before any run.
+
+    With `written` (the generator's `GenerateSummary.written`), every file must also agree with
+    what the generator meant to write: the same keys, bad files skipped and good files accepted,
+    the same accepted rows and money per file. Two independent accounts that agree.
+    """
+    files, sales = scan(store, (LANDING_PREFIX,))
+    if written is not None:
+        disagreements = generator_disagreements(files, sales, written)
+        assert not disagreements, disagreements
+    customers, sellers = read_dimensions(engine)
+    return Expected(tuple(files), tuple(sales), customers, sellers)
+
+
+def generator_disagreements(files: list[FileResult], sales: list[Sale], written) -> list[str]:
+    """Where the oracle's reading of the bytes differs from the generator's record."""
+    by_key = {f.key: f for f in files}
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for s in sales:
+        totals[s.key] += s.total_cost
+    problems = []
+    if set(by_key) != {w.key for w in written}:
+        problems.append(f"keys differ: {sorted(set(by_key) ^ {w.key for w in written})}")
+    for w in written:
+        f = by_key.get(w.key)
+        if f is None:
+            continue
+        if f.valid == w.is_bad:
+            problems.append(f"{w.key}: generator bad_kind={w.bad_kind}, oracle valid={f.valid}")
+        if f.business_date != w.business_date:
+            problems.append(f"{w.key}: business date {f.business_date} != {w.business_date}")
+        if f.rows_accepted != w.accepted_rows:
+            problems.append(f"{w.key}: accepted {f.rows_accepted} != {w.accepted_rows}")
+        if totals[w.key] != w.accepted_total:
+            problems.append(f"{w.key}: total {totals[w.key]} != {w.accepted_total}")
+        if f.valid and f.rows_rejected != sum(w.bad_row_kinds.values()):
+            problems.append(f"{w.key}: rejected {f.rows_rejected} != {w.bad_row_kinds}")
+    return problems

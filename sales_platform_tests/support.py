@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from time import sleep
 
 import dagster as dg
 import pytest
@@ -17,23 +18,43 @@ def stack_settings(stack: str, tmp_path, request, monkeypatch) -> Settings:
 
     Values go into the process environment too: resources read database URLs as EnvVars.
     """
-    environ = {"SALES_PLATFORM_DATA_DIR": str(tmp_path / "data")}
     if stack == "prod":
-        db_url = request.getfixturevalue("mariadb_url")
+        environ = stack_environ(
+            stack,
+            tmp_path / "data",
+            db_url=request.getfixturevalue("mariadb_url"),
+            bucket=request.getfixturevalue("s3_bucket"),
+            s3_endpoint=request.getfixturevalue("s3_endpoint"),
+        )
+    else:
+        environ = stack_environ(stack, tmp_path / "data")
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    return Settings.from_env()
+
+
+def stack_environ(
+    stack: str,
+    data_dir,
+    db_url: str | None = None,
+    bucket: str | None = None,
+    s3_endpoint: str | None = None,
+) -> dict[str, str]:
+    """The environment that selects a stack: local (folder + SQLite) or prod (S3 + MariaDB)."""
+    environ = {"SALES_PLATFORM_DATA_DIR": str(data_dir)}
+    if stack == "prod":
         environ |= {
             "SALES_PLATFORM_ENV": "prod",
-            "SALES_PLATFORM_S3_BUCKET": request.getfixturevalue("s3_bucket"),
-            "SALES_PLATFORM_S3_ENDPOINT_URL": request.getfixturevalue("s3_endpoint"),
+            "SALES_PLATFORM_S3_BUCKET": bucket,
+            "SALES_PLATFORM_S3_ENDPOINT_URL": s3_endpoint,
             "SALES_PLATFORM_SOURCE_DB_URL": db_url,
             "SALES_PLATFORM_WAREHOUSE_DB_URL": db_url,
-            # A fresh key per test: prod has no default master key, by design.
+            # A fresh key per data set: prod has no default master key, by design.
             "SALES_PLATFORM_MASTER_KEY": Fernet.generate_key().decode(),
         }
     elif stack != "local":
         raise ValueError(stack)
-    for key, value in environ.items():
-        monkeypatch.setenv(key, value)
-    return Settings.from_env()
+    return environ
 
 
 @pytest.fixture
@@ -61,3 +82,17 @@ def materialize_assets(
         },
         raise_on_error=raise_on_error,
     )
+
+
+def today_clear_of_midnight(margin: timedelta = timedelta(minutes=10)) -> date:
+    """Today (UTC), once at least `margin` away from the next midnight.
+
+    For tests about "today" (a partition that exists, a month not yet closed): started just
+    before midnight, they would straddle two days (or two months) and flake; waiting out the
+    last minutes of the day keeps the date they compute the one the platform sees.
+    """
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(), UTC)
+    if midnight - now < margin:
+        sleep((midnight - now).total_seconds() + 1)
+    return datetime.now(UTC).date()

@@ -24,7 +24,6 @@ from sales_platform.defs.marts.automation import MART_KEYS, marts_follow_fact
 from sales_platform.generate import generate
 from sales_platform.schemas import (
     LANDING_PREFIX,
-    PROCESSED_PREFIX,
     SALES_CSV_COLUMNS,
     customer_table,
     customers_data_mart_table,
@@ -32,7 +31,10 @@ from sales_platform.schemas import (
     sales_team_data_mart_table,
 )
 from sales_platform.settings import AutomationSettings, Settings
-from sales_platform_tests.oracle import expected_marts
+from sales_platform_tests.oracle import Expected, expect_before_run
+from sales_platform_tests.support import today_clear_of_midnight
+
+pytestmark = pytest.mark.integration
 
 FACT = dg.AssetKey("sales_enriched")
 RAW = dg.AssetKey("raw_sales")
@@ -59,8 +61,9 @@ def definitions_from_env() -> dg.Definitions:
     )
 
 
-def _generate(res, start: date, days: int, seed: int = 5) -> None:
-    generate(
+def _generate(res, start: date, days: int, seed: int = 5) -> Expected:
+    """Generate, and return what the marts must hold, read from landing before any run."""
+    summary = generate(
         res.landing.open(),
         res.source_db.engine(),
         start_date=start,
@@ -72,6 +75,7 @@ def _generate(res, start: date, days: int, seed: int = 5) -> None:
         sellers_per_store=3,
         progress=False,
     )
+    return expect_before_run(res.landing.open(), res.source_db.engine(), summary.written)
 
 
 def _run_day(defs, instance, day: str) -> None:
@@ -105,11 +109,10 @@ def _rows(engine: sa.Engine, table: sa.Table, column: str, value) -> list[dict]:
         ]
 
 
-def assert_marts_match_oracle(res, month: date) -> None:
-    store, source, warehouse = res.landing.open(), res.source_db.engine(), res.warehouse_db.engine()
-    want_customers, want_sellers = expected_marts(
-        store, source, month, prefixes=(LANDING_PREFIX, PROCESSED_PREFIX)
-    )
+def assert_marts_match_oracle(res, expected: Expected, month: date) -> None:
+    """Both marts of the month equal what the oracle expected before the runs."""
+    warehouse = res.warehouse_db.engine()
+    want_customers, want_sellers = expected.customer_mart(month), expected.sales_team_mart(month)
     assert want_customers and want_sellers
     got_customers = _rows(warehouse, customers_data_mart_table, "sales_date_month", month)
     got_sellers = _rows(warehouse, sales_team_data_mart_table, "sales_month", f"{month:%Y-%m}")
@@ -136,7 +139,7 @@ def _latest_metadata(instance, key: dg.AssetKey, month: str) -> dict:
 @pytest.mark.timeout(900)
 def test_landing_sensor_daily_runs_then_one_mart_refresh_per_month(stack, spark):
     _, defs, res = stack
-    _generate(res, date(2023, 1, 30), days=4)
+    expected = _generate(res, date(2023, 1, 30), days=4)
     with dg.instance_for_test() as instance:
         # The landing sensor asks for one daily run per day whose files landed.
         with dg.build_sensor_context(
@@ -159,8 +162,8 @@ def test_landing_sensor_daily_runs_then_one_mart_refresh_per_month(stack, spark)
         for request in requests.values():
             assert set(request.asset_selection) == set(MART_KEYS)
             _execute(defs, instance, request)
-        assert_marts_match_oracle(res, date(2023, 1, 1))
-        assert_marts_match_oracle(res, date(2023, 2, 1))
+        assert_marts_match_oracle(res, expected, date(2023, 1, 1))
+        assert_marts_match_oracle(res, expected, date(2023, 2, 1))
 
         # The refreshes included every change: nothing more to do.
         assert _tick(defs, instance, tick.cursor).run_requests == []
@@ -171,7 +174,7 @@ def test_landing_sensor_daily_runs_then_one_mart_refresh_per_month(stack, spark)
 @pytest.mark.timeout(900)
 def test_month_end_then_a_late_file_changes_the_incentive_winner(stack, spark):
     _, defs, res = stack
-    _generate(res, date(2023, 1, 10), days=3, seed=9)
+    expected = _generate(res, date(2023, 1, 10), days=3, seed=9)
     with dg.instance_for_test() as instance:
         for day in ("2023-01-10", "2023-01-11", "2023-01-12"):
             _run_day(defs, instance, day)
@@ -194,7 +197,10 @@ def test_month_end_then_a_late_file_changes_the_incentive_winner(stack, spark):
 
         # A late file for January makes the runner-up of a store its top seller.
         store_id, winner, runner_up, gap = _closest_race(res.warehouse_db.engine(), "2023-01")
-        _land_late_sale(res, date(2023, 1, 20), store_id, runner_up, gap + Decimal("100.00"))
+        late_key = _land_late_sale(
+            res, date(2023, 1, 20), store_id, runner_up, gap + Decimal("100.00")
+        )
+        expected = expected.with_file(res.landing.open(), late_key)
         _run_day(defs, instance, "2023-01-20")
 
         tick = _tick(defs, instance, caught_up.cursor)
@@ -206,7 +212,7 @@ def test_month_end_then_a_late_file_changes_the_incentive_winner(stack, spark):
             instance, dg.AssetKey("customer_monthly_mart"), "2023-01-01"
         )
 
-    assert_marts_match_oracle(res, date(2023, 1, 1))
+    assert_marts_match_oracle(res, expected, date(2023, 1, 1))
     assert _winners(res.warehouse_db.engine(), "2023-01", store_id) == {runner_up}
     assert late["final"] is True and late["late_recompute"] is True and "2023-01" in late["note"]
     assert late["incentive_winner_changed"] is True
@@ -240,7 +246,7 @@ def _winners(engine: sa.Engine, month: str, store_id: int) -> set[int]:
     }
 
 
-def _land_late_sale(res, day: date, store_id: int, seller_id: int, amount: Decimal) -> None:
+def _land_late_sale(res, day: date, store_id: int, seller_id: int, amount: Decimal) -> str:
     with res.source_db.engine().connect() as conn:
         customer_id = conn.execute(sa.select(sa.func.min(customer_table.c.customer_id))).scalar()
         product = conn.execute(sa.select(sa.func.min(product_table.c.name))).scalar()
@@ -260,14 +266,15 @@ def _land_late_sale(res, day: date, store_id: int, seller_id: int, amount: Decim
     writer.writerow(row)
     key = f"{LANDING_PREFIX}{day:%Y-%m-%d}/sales_{day:%Y-%m-%d}_late.csv"
     res.landing.open().put_bytes(key, text.getvalue().encode())
+    return key
 
 
 @pytest.mark.timeout(900)
 def test_the_current_month_refreshes_month_to_date(stack, spark):
     """The daily report: today's month has days that are not partitions yet, and is not final."""
     _, defs, res = stack
-    today = datetime.now(UTC).date()
-    _generate(res, today, days=1)
+    today = today_clear_of_midnight()
+    expected = _generate(res, today, days=1)
     with dg.instance_for_test() as instance:
         _run_day(defs, instance, today.isoformat())
         (request,) = _tick(defs, instance).run_requests
@@ -276,4 +283,4 @@ def test_the_current_month_refreshes_month_to_date(stack, spark):
         _execute(defs, instance, request)
         meta = _latest_metadata(instance, SALES_TEAM, request.partition_key)
     assert meta["final"] is False and meta["late_recompute"] is False
-    assert_marts_match_oracle(res, today.replace(day=1))
+    assert_marts_match_oracle(res, expected, today.replace(day=1))

@@ -14,10 +14,12 @@ import sys
 import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value, serialize_value
 
@@ -33,6 +35,21 @@ from sales_platform_tests.integration.test_automation import (
     definitions_from_env,
 )
 from sales_platform_tests.oracle import Sale, customer_mart_rows, sales_team_mart_rows
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def shipped_pools() -> dict:
+    """The pools section of dagster.yaml, which deploy/dagster.prod.yaml must repeat."""
+    local, prod = (
+        yaml.safe_load((REPO_ROOT / name).read_text())["concurrency"]["pools"]
+        for name in ("dagster.yaml", "deploy/dagster.prod.yaml")
+    )
+    assert local == prod, "the local and the prod instance disagree on the pool limits"
+    return local
+
 
 JANUARY = dg.TimeWindow(datetime(2023, 1, 1, tzinfo=UTC), datetime(2023, 2, 1, tzinfo=UTC))
 FEBRUARY = dg.TimeWindow(datetime(2023, 2, 1, tzinfo=UTC), datetime(2023, 3, 1, tzinfo=UTC))
@@ -89,7 +106,6 @@ def _concurrently(*writes) -> list[BaseException]:
     return errors
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_concurrent_month_writes_end_equal_to_a_recompute(mariadb_url):
     engine = sa.create_engine(mariadb_url, pool_size=8)
@@ -153,7 +169,6 @@ def refresh_in_this_process(instance_ref: str, month: str) -> None:
     sys.exit(0 if result.success else 1)
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_two_runs_of_one_month_take_turns_on_the_pool(tmp_path, monkeypatch, mariadb_url, spark):
     monkeypatch.setenv("SALES_PLATFORM_DATA_DIR", str(tmp_path / "data"))
@@ -161,12 +176,13 @@ def test_two_runs_of_one_month_take_turns_on_the_pool(tmp_path, monkeypatch, mar
     monkeypatch.delenv("SALES_PLATFORM_ENV", raising=False)
     settings = Settings.from_env()
     defs = definitions_from_env()
-    pools = {"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
+    # The pool limit the instance really ships with, not one written here.
+    pools = {"concurrency": {"pools": shipped_pools()}}
     with (
         _resources(settings, "landing", "source_db", "warehouse_db") as res,
         dg.instance_for_test(overrides=pools) as instance,
     ):
-        _generate(res, date(2023, 1, 14), days=2)
+        expected = _generate(res, date(2023, 1, 14), days=2)
         daily = defs.resolve_job_def("daily_sales_job").execute_in_process(
             instance=instance, tags={RANGE_START: "2023-01-14", RANGE_END: "2023-01-15"}
         )
@@ -187,4 +203,4 @@ def test_two_runs_of_one_month_take_turns_on_the_pool(tmp_path, monkeypatch, mar
         assert len(intervals) == 4  # two mart steps in each run
         for (_, end), (next_start, _) in zip(intervals, intervals[1:], strict=False):
             assert end <= next_start, f"mart steps overlapped: {intervals}"
-        assert_marts_match_oracle(res, date(2023, 1, 1))
+        assert_marts_match_oracle(res, expected, date(2023, 1, 1))

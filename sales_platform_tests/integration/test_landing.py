@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from sales_platform.generate import BAD_ROW_KINDS, generate
 from sales_platform.storage.lake import Lake
 from sales_platform.storage.ledger import Ledger
 from sales_platform.transforms.validate import REASON_CODES
-from sales_platform_tests.support import materialize_assets, prod_settings  # noqa: F401
+from sales_platform_tests.support import materialize_assets, prod_settings, today_clear_of_midnight  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -299,7 +299,7 @@ def test_reordered_and_extra_columns_are_matched_by_name(platform):
 
 
 def test_undated_key_goes_to_the_error_prefix_and_today_works(platform):
-    now = datetime.now(UTC).date()
+    now = today_clear_of_midnight()
     platform.put("sales_data/no_date_here.csv", _csv(_row()))
     platform.put("sales_data/1999-01-01/too_old.csv", _csv(_row()))
     platform.put(f"sales_data/{now}/today.csv", _csv(_row(day=now)))

@@ -18,12 +18,30 @@ EXPECTED_ASSETS = {
 }
 
 
+# What each job materializes: the daily job stops at the fact, the monthly job builds the marts.
+EXPECTED_JOBS = {
+    "daily_sales_job": {
+        "raw_sales",
+        "customers",
+        "stores",
+        "products",
+        "sales_team",
+        "sales_enriched",
+    },
+    "monthly_marts_job": {"customer_monthly_mart", "sales_team_monthly_mart"},
+}
+PARTITIONS = {"daily_sales_job": "2023-01-01", "monthly_marts_job": "2023-01-01"}
+
+
 def _check(defs: dg.Definitions) -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
-    assert defs.resolve_job_def("daily_sales_job") is not None
-    assert defs.resolve_job_def("monthly_marts_job") is not None
+    for name, assets in EXPECTED_JOBS.items():
+        job = defs.resolve_job_def(name)  # raises when the job is missing
+        assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == assets
+        # Both start with the origin's first day, so every historical day can be loaded.
+        assert job.partitions_def.get_first_partition_key() == PARTITIONS[name]
 
 
 def test_local_definitions_validate(tmp_path):
@@ -40,4 +58,5 @@ def test_prod_definitions_validate():
 def test_module_definitions_load():
     import sales_platform.definitions as module
 
-    dg.Definitions.validate_loadable(module.defs)
+    # What `dagster dev` loads: the same graph and jobs as the built definitions.
+    _check(module.defs)

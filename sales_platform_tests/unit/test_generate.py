@@ -296,6 +296,32 @@ def test_oracle_agrees_with_the_generator_summary(dirty):
     assert sum(r["total_sales"] for r in team) == feb
 
 
+def test_the_generator_records_what_it_meant_for_every_file(dirty):
+    store, engine, summary = dirty
+    assert [w.key for w in summary.written] == summary.files
+    assert {w.key: w.bad_kind for w in summary.written if w.is_bad} == summary.bad_file_kinds
+    assert sum(w.accepted_rows for w in summary.written) == summary.accepted_rows
+    assert sum(w.accepted_total for w in summary.written) == summary.accepted_total
+    bad_kinds = Counter()
+    for w in summary.written:
+        bad_kinds.update(w.bad_row_kinds)
+        assert w.rows == w.accepted_rows + sum(w.bad_row_kinds.values()) or w.is_bad
+    assert dict(bad_kinds) == summary.bad_row_kinds
+    # The oracle's own reading of the bytes agrees file by file, before any run.
+    expected = oracle.expect_before_run(store, engine, summary.written)
+    assert {f.key for f in expected.files if not f.valid} == set(summary.bad_files)
+
+
+def test_the_oracle_notices_a_file_that_disagrees_with_the_generator(dirty, tmp_path):
+    store, _, summary = dirty
+    files, sales = oracle.scan(store)
+    good = next(w for w in summary.written if not w.is_bad)
+    # As if a good file had been taken out of landing (say, moved to the error prefix).
+    files = [f for f in files if f.key != good.key]
+    sales = [s for s in sales if s.key != good.key]
+    assert oracle.generator_disagreements(files, sales, summary.written)
+
+
 def test_rejects_bad_arguments(tmp_path):
     store = LocalObjectStore(tmp_path / "s")
     engine = sa.create_engine("sqlite://")
@@ -351,6 +377,7 @@ def test_oracle_applies_row_and_file_rules(tmp_path):
                 "1,121,Tea,2023-03-05,1,10.00,2,20.01",  # total mismatch
                 "1,121,Tea,2023-03-05,1,10.00,2,20.000",  # total 3 decimals
                 "1,121,Tea,2023-03-05,1,10.00",  # short row
+                "1,121,Tea,2023-03-05,1,10.00,2,20.00,9",  # more fields than the header
                 "",
             ]
         ).encode()
@@ -361,6 +388,14 @@ def test_oracle_applies_row_and_file_rules(tmp_path):
         "sales_data/sales_date=2023-03-06/b.csv",
         b"store_id,customer_id,note,product_name,sales_date,sales_person_id,price,quantity,"
         b"total_cost\n121,2,hello,Tea,2023-03-06,1,0.00,3,0.00\n",
+    )
+    # A byte-order mark is not part of the first column's name (the product reads utf-8-sig).
+    store.put_bytes(
+        "sales_data/2023-03-07/bom.csv", f"\ufeff{h}\n3,121,Tea,2023-03-07,1,1.00,1,1.00\n".encode()
+    )
+    store.put_bytes(
+        "sales_data/2023-03-06/twice.csv",
+        f"{h},price\n1,121,Tea,2023-03-06,1,1.00,1,1.00,1\n".encode(),
     )
     store.put_bytes("sales_data/2023-03-06/empty.csv", b"")
     store.put_bytes("sales_data/2023-03-06/header.csv", (h + "\n").encode())
@@ -383,13 +418,14 @@ def test_oracle_applies_row_and_file_rules(tmp_path):
     results, sales = oracle.scan(store)
     by_key = {r.key: r for r in results}
     a = by_key["sales_data/2023-03-05/a.csv"]
-    assert (a.valid, a.rows_read, a.rows_accepted, a.rows_rejected) == (True, 17, 2, 15)
+    assert (a.valid, a.rows_read, a.rows_accepted, a.rows_rejected) == (True, 18, 2, 16)
     assert by_key["sales_data/sales_date=2023-03-06/b.csv"].rows_accepted == 1
     for name, reason in [
         ("empty", "empty file"),
         ("header", "no data rows"),
         ("latin1", "not UTF-8"),
         ("missing", "missing column(s): total_cost"),
+        ("twice", "duplicate column names"),
     ]:
         r = by_key[f"sales_data/2023-03-06/{name}.csv"]
         assert (r.valid, r.reason) == (False, reason)
@@ -401,12 +437,18 @@ def test_oracle_applies_row_and_file_rules(tmp_path):
     assert [(s.customer_id, s.price, s.total_cost) for s in sales] == [
         (1, Decimal("10.00"), Decimal("20.00")),
         (1, Decimal("10.5"), Decimal("21")),
+        (3, Decimal("1.00"), Decimal("1.00")),
         (2, Decimal("0.00"), Decimal("0.00")),
     ]
-    assert oracle.expected_accepted_rows(store) == {date(2023, 3, 5): 2, date(2023, 3, 6): 1}
+    assert oracle.expected_accepted_rows(store) == {
+        date(2023, 3, 5): 2,
+        date(2023, 3, 6): 1,
+        date(2023, 3, 7): 1,
+    }
     assert oracle.expected_daily_totals(store) == {
         date(2023, 3, 5): Decimal("41.00"),
         date(2023, 3, 6): Decimal("0.00"),
+        date(2023, 3, 7): Decimal("1.00"),
     }
 
 
