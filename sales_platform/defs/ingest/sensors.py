@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sales_platform.defs.ingest.daily_load import move_to_error
+from sales_platform.defs.ingest.observations import files_landed_event
 from sales_platform.defs.jobs import daily_sales_job
 from sales_platform.defs.partitions import has_day
 from sales_platform.log_config import get_logger
@@ -47,20 +48,6 @@ def _read_cursor(cursor: str | None) -> dict[str, float]:
 def _write_cursor(recent: dict[str, float]) -> str:
     newest = sorted(recent.items(), key=lambda kv: kv[1])[-MAX_RECENT_RUN_KEYS:]
     return json.dumps({"recent": dict(newest)})
-
-
-def files_event(day: str, objects: list[StoredObject]) -> dg.AssetMaterialization:
-    """What the sensor reports about a day's files (the `raw_sales_files` asset)."""
-    keys = sorted(o.key for o in objects)
-    return dg.AssetMaterialization(
-        asset_key="raw_sales_files",
-        partition=day,
-        metadata={
-            "files": len(keys),
-            "bytes": sum(o.size for o in objects),
-            "keys": dg.MetadataValue.json(keys[:200]),
-        },
-    )
 
 
 def _reject_undated(store, obj: StoredObject, day) -> None:
@@ -131,7 +118,7 @@ def landing_sensor(
                 tags={TRIGGER_TAG: "landing", "dagster/priority": "1"},
             )
         )
-        events.append(files_event(day, day_objects))
+        events.append(files_landed_event(day, day_objects))
     return dg.SensorResult(
         run_requests=run_requests,
         asset_events=events,
