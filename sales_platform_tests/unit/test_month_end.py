@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from sales_platform.definitions import build_definitions
-from sales_platform.defs.marts.finality import files_due, month_completeness
+from sales_platform.defs.marts.finality import closed_and_due, files_due, month_completeness
 from sales_platform.defs.marts.month_end import build_month_end_schedule, last_day_of
 from sales_platform.schemas import product_staging_table
 from sales_platform.settings import AutomationSettings, Settings, close_before_deadline
@@ -135,3 +135,12 @@ def test_the_month_to_date_stops_at_today():
         _Lake(set()), _ledger(), JANUARY, now=datetime(2023, 1, 10, 12, tzinfo=UTC)
     )
     assert done.days[-1] == "2023-01-10" and len(done.empty_days) == 10
+
+
+def test_a_closed_month_is_final_only_once_its_last_files_are_due():
+    # What the mart sensor tags final: between midnight and the deadline the month has closed,
+    # but the 31st's files may still come.
+    defaults = AutomationSettings()
+    assert not closed_and_due("2023-01-01", datetime(2023, 1, 31, 23, tzinfo=UTC), defaults)
+    assert not closed_and_due("2023-01-01", datetime(2023, 2, 1, 5, 59, tzinfo=UTC), defaults)
+    assert closed_and_due("2023-01-01", datetime(2023, 2, 1, 6, tzinfo=UTC), defaults)

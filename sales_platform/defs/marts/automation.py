@@ -31,7 +31,7 @@ from dagster._core.storage.tags import (
 )
 
 from sales_platform.defs.jobs import MART_ASSETS, daily_sales_job, monthly_marts_job
-from sales_platform.defs.marts.finality import FACT_KEY, FINAL_TAG, month_has_closed
+from sales_platform.defs.marts.finality import FACT_KEY, FINAL_TAG, closed_and_due
 from sales_platform.defs.partitions import monthly_partitions
 
 MART_KEYS = [dg.AssetKey(name) for name in MART_ASSETS]
@@ -201,7 +201,7 @@ def marts_include(instance: dg.DagsterInstance, month: str, since: float) -> boo
 
 def mart_refresh_request(month: str, reason: str, run_key: str) -> dg.RunRequest:
     tags = {TRIGGER_TAG: reason}
-    if month_has_closed(month):
+    if closed_and_due(month):  # the mart itself still refuses an incomplete month
         tags[FINAL_TAG] = "true"
     return dg.RunRequest(partition_key=month, run_key=run_key, asset_selection=MART_KEYS, tags=tags)
 

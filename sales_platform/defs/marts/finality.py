@@ -126,6 +126,14 @@ def files_due(month: str, automation: AutomationSettings, now: datetime | None =
     return automation.files_deadline(last_day) <= (now or datetime.now(UTC))
 
 
+def closed_and_due(
+    month: str, now: datetime | None = None, automation: AutomationSettings | None = None
+) -> bool:
+    """The month has closed and its last day's files are due: its report can be final."""
+    automation = automation or AutomationSettings.from_env()
+    return month_has_closed(month, now) and files_due(month, automation, now)
+
+
 def finality_metadata(
     context: dg.AssetExecutionContext,
     completeness: Completeness,
@@ -137,9 +145,7 @@ def finality_metadata(
     since then (a late file, a rerun of a day)."""
     automation = automation or AutomationSettings.from_env()
     months = list(context.partition_keys)
-    final = completeness.complete and all(
-        month_has_closed(m, now) and files_due(m, automation, now) for m in months
-    )
+    final = completeness.complete and all(closed_and_due(m, now, automation) for m in months)
     late = []
     for month in months:
         since = month_has_closed(month, now) and _last_final_publication(
