@@ -130,7 +130,7 @@ def _spark_server(args: argparse.Namespace) -> None:
         extra_conf=settings.conf,
     )
     print(f"Spark Connect server on sc://{LOOPBACK}:{args.port} (master {settings.master})")
-    print(f"runs use it with SALES_PLATFORM_SPARK_REMOTE=sc://{LOOPBACK}:{args.port}")
+    print(f"runs use it with SALES_PLATFORM_SPARK_REMOTE=sc://{LOOPBACK}:{args.port}", flush=True)
     # exec: the service manager (or Ctrl-C) signals Spark itself.
     os.execve(argv[0], argv, spark_env())
 

@@ -88,6 +88,13 @@ def _database(
     return Database(url=settings.local_db_url(local_name), keyring=keyring)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def require_tls_endpoint(settings: Settings) -> None:
     """In prod the S3 endpoint must be https: credentials and data never cross a network in
     plaintext. Loopback (a local proxy, the tests' moto server) stays on this host; anything
@@ -99,11 +106,7 @@ def require_tls_endpoint(settings: Settings) -> None:
     if parsed.scheme == "https":
         return
     host = parsed.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if parsed.scheme == "http" and loopback:
+    if parsed.scheme == "http" and _is_loopback(host):
         return
     raise ValueError(
         f"SALES_PLATFORM_S3_ENDPOINT_URL must use https in prod (got scheme {parsed.scheme!r} "
@@ -125,18 +128,12 @@ def _lake_catalog(settings: Settings) -> dict:
     return config
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _spark(settings: Settings) -> SparkResource:
     """The engine the settings name. The remote URL (it may hold a token) and the extra settings
     (they may hold a credential) reach the resource as EnvVars, never as definition values."""
     spark = settings.spark
-    host = urlparse(spark.remote or spark.master).hostname or "127.0.0.1"
+    url = spark.remote or spark.master
+    host = urlparse(url).hostname or url  # `yarn`: not this host
     if (
         spark.engine != "embedded"
         and settings.s3_bucket

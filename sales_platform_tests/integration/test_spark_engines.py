@@ -33,7 +33,6 @@ from sales_platform.schemas import (
 from sales_platform.settings import Settings
 from sales_platform.spark_cli import (
     LOOPBACK,
-    connect_server_argv,
     free_port,
     spark_home,
     start,
@@ -63,18 +62,15 @@ def _wait_for_line(log: Path, pattern: str, process: subprocess.Popen, what: str
 
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """A Spark Connect server as `sales-platform spark-server` starts it (smaller): its URL and
-    its log."""
+    """`sales-platform spark-server`, as an operator runs it (smaller): its URL and its log."""
     folder = tmp_path_factory.mktemp("connect-server")
     port, log = free_port(), folder / "server.log"
-    argv = connect_server_argv(
-        port=port,
-        master="local[2]",
-        driver_memory="1g",
-        shuffle_partitions=2,
-        extra_conf={"spark.local.dir": str(folder / "scratch")},
+    process = start(
+        [str(SALES_PLATFORM), "spark-server", "--port", str(port), "--driver-memory", "1g"],
+        log,
+        SALES_PLATFORM_SPARK_MASTER="local[2]",
+        SALES_PLATFORM_SPARK_CONF=f"spark.local.dir={folder / 'scratch'}",
     )
-    process = start(argv, log)
     try:
         wait_for_port(port, process, START_TIMEOUT, "Spark Connect server")
         yield f"sc://{LOOPBACK}:{port}", log

@@ -105,14 +105,19 @@ def test_connect_url_reaches_the_run_but_not_the_definitions(monkeypatch, tmp_pa
         assert res.pyspark.remote == REMOTE
 
 
-def test_remote_engine_with_s3_lake_needs_a_shared_staging_folder(monkeypatch, tmp_path):
-    prod = {
-        "SALES_PLATFORM_ENV": "prod",
-        "SALES_PLATFORM_S3_BUCKET": "sales",
-        "SALES_PLATFORM_SPARK_REMOTE": REMOTE,
-    }
-    with pytest.raises(ValueError, match="SALES_PLATFORM_SPARK_SHARED_DIR"):
+@pytest.mark.parametrize(
+    "engine",
+    [
+        {"SALES_PLATFORM_SPARK_REMOTE": REMOTE},
+        {"SALES_PLATFORM_SPARK_MASTER": "yarn"},
+        {"SALES_PLATFORM_SPARK_MASTER": "spark://10.0.0.5:7077"},
+    ],
+)
+def test_remote_engine_with_s3_lake_needs_a_shared_staging_folder(monkeypatch, tmp_path, engine):
+    prod = {"SALES_PLATFORM_ENV": "prod", "SALES_PLATFORM_S3_BUCKET": "sales", **engine}
+    with pytest.raises(ValueError, match="SALES_PLATFORM_SPARK_SHARED_DIR") as info:
         build_resources(_settings(monkeypatch, tmp_path, **prod))
+    assert TOKEN not in str(info.value)
 
     shared = tmp_path / "shared"
     settings = _settings(monkeypatch, tmp_path, SALES_PLATFORM_SPARK_SHARED_DIR=str(shared))
