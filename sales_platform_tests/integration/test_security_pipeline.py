@@ -16,14 +16,14 @@ bucket (Parquet decoded column by column); every object carries server-side encr
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import io
 import json
-import logging
 import os
 import secrets
+import subprocess
 import sys
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -39,7 +39,6 @@ import sqlalchemy as sa
 from dagster._serdes import serialize_value
 from sqlalchemy.engine import URL, make_url
 
-from sales_platform.cli import materialize
 from sales_platform.generate import generate
 from sales_platform.schemas import (
     SALES_CSV_COLUMNS,
@@ -49,7 +48,6 @@ from sales_platform.schemas import (
     sales_team_table,
     store_table,
 )
-from sales_platform.settings import Settings
 from sales_platform.storage import ddl
 from sales_platform.storage.ciphers import Keyring, _derive_pii_key
 from sales_platform.storage.crypto import generate_master_key
@@ -75,8 +73,9 @@ class SecuredRun:
     bucket: str
     client: object
     instance: dg.DagsterInstance
-    results: list
+    exit_code: int
     captured: str
+    marker: str
     data_dir: Path
     hostile_customer: int
     secrets: list[str] = field(default_factory=list)
@@ -84,56 +83,53 @@ class SecuredRun:
     cells: set[str] = field(default_factory=set)  # PII values, compared whole to stored cells
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
+# The secured run, in its own process: everything it and its children (the JVM, Spark's Python
+# workers) write to file descriptors 1 and 2 lands in files the tests scan. After the run, a marker
+# printed by the JVM and one by a Python worker prove those streams were captured.
+RUN_SCRIPT = """
+import logging, sys
+from sales_platform.cli import main
+from sales_platform.storage.spark import build_spark_session
 
-    def emit(self, record):
-        self.lines.append(self.format(record))
-        if record.exc_info:
-            self.lines.append(logging.Formatter().formatException(record.exc_info))
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+# INFO on sqlalchemy.engine logs every statement with its parameters unless they are hidden.
+logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+# The run's own Spark session, started first so the markers come from the JVM the run uses.
+spark = build_spark_session()
+system = spark.sparkContext._jvm.java.lang.System
+system.out.println(sys.argv[3] + "-jvm-out")
+system.err.println(sys.argv[3] + "-jvm-err")
+marker = sys.argv[3] + "-worker"
+spark.sparkContext.parallelize([1], 1).foreach(lambda _: print(marker, file=sys.stderr, flush=True))
+sys.exit(main(["materialize", "--from", sys.argv[1], "--to", sys.argv[2]]))
+"""
 
 
-@contextlib.contextmanager
-def _capture_everything(sink: Path):
-    """Python logging at INFO (SQLAlchemy's statement log included), sys.stdout / sys.stderr,
-    and the process's file descriptors 1 and 2 (the JVM and Spark's workers write there)."""
-    records = _Records()
-    root = logging.getLogger()
-    saved_levels = {
-        name: logging.getLogger(name).level for name in ("", "sqlalchemy.engine", "dagster")
-    }
-    root.addHandler(records)
-    root.setLevel(logging.INFO)
-    # INFO on sqlalchemy.engine logs every statement with its parameters unless they are hidden.
-    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
-    out, err = io.StringIO(), io.StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with open(sink, "w+b") as fd_sink:
-        saved_fds = {fd: os.dup(fd) for fd in (1, 2)}
-        for fd in (1, 2):
-            os.dup2(fd_sink.fileno(), fd)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                yield lambda: "\n".join(
-                    [
-                        *records.lines,
-                        out.getvalue(),
-                        err.getvalue(),
-                        sink.read_text("utf-8", "replace"),
-                    ]
-                )
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved_fds.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            root.removeHandler(records)
-            for name, level in saved_levels.items():
-                logging.getLogger(name).setLevel(level)
+def _run_in_subprocess(environ: dict[str, str], logs: Path, marker: str) -> tuple[int, str]:
+    """(exit code, everything written to stdout and stderr) of a `materialize` in a new process."""
+    env = {**os.environ, **environ}
+    out, err = logs / "stdout.log", logs / "stderr.log"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        code = subprocess.run(
+            [sys.executable, "-c", RUN_SCRIPT, START.isoformat(), END.isoformat(), marker],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            timeout=600,
+            check=False,
+        ).returncode
+    text = out.read_text("utf-8", "replace") + "\n" + err.read_text("utf-8", "replace")
+    return code, text
+
+
+def _secret_forms(master_key: str, password: str, pii_key: bytes) -> list[str]:
+    """Each secret raw, URL-quoted, and in halves (a log line may cut or quote it)."""
+    forms = []
+    for secret in (master_key, password):
+        forms += [secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)]
+        half = len(secret) // 2
+        forms += [secret[:half], secret[half:]]
+    return [*dict.fromkeys(forms), *_b64_forms(pii_key)]
 
 
 def _b64_forms(raw: bytes) -> set[str]:
@@ -173,22 +169,29 @@ def _plant_hostile_values(admin_db: sa.Engine, store: S3ObjectStore) -> int:
 
 
 def _sensitive(admin_db: sa.Engine) -> tuple[set[str], set[str]]:
-    """(needles, cells): customer PII in plaintext, minus values that are public elsewhere
-    (a seller or store manager who shares a customer's name)."""
+    """(needles, cells): every encrypted column's plaintext (customer names, address, pincode,
+    phone; the sales team's address and pincode), minus values public elsewhere (a seller or
+    store manager who shares a customer's name, a store's address or pincode). Needles are
+    searched for inside any text, so only values of 8+ characters; cells are compared whole."""
     with admin_db.connect() as conn:
         customers = conn.execute(sa.select(customer_table)).mappings().all()
+        sellers = conn.execute(sa.select(sales_team_table)).mappings().all()
         public = set()
-        for row in conn.execute(sa.select(sales_team_table)).mappings():
+        for row in sellers:
             first, last = row["first_name"], row["last_name"]
             public |= {first, last, f"{first} {last}"}
         for row in conn.execute(sa.select(store_table)).mappings():
-            public |= {row["store_manager_name"], row["address"]}
+            public |= {row["store_manager_name"], row["address"], row["store_pincode"]}
         public |= set(conn.execute(sa.select(product_table.c.name)).scalars())
     needles, cells = set(), set()
     for c in customers:
         full = f"{c['first_name']} {c['last_name']}"
         needles |= {c["phone_number"], c["address"], full}
         cells |= {c["first_name"], c["last_name"], c["phone_number"], c["address"], full}
+        cells.add(c["pincode"])
+    for p in sellers:
+        needles.add(p["address"])
+        cells |= {p["address"], p["pincode"]}
     needles = {n for n in needles if n and len(n) >= 8 and n not in public}
     cells = {v for v in cells if v and v not in public}
     return needles, cells
@@ -249,30 +252,31 @@ def secured_run(spark, s3_endpoint, tmp_path_factory):
             "SALES_PLATFORM_MASTER_KEY": master_key,
         }
         needles, cells = _sensitive(admin_db)
-        with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as stack:
-            for key, value in environ.items():
-                mp.setenv(key, value)
-            settings = Settings.from_env()
-            instance = stack.enter_context(dg.instance_for_test())
-            with _capture_everything(tmp / "fds.log") as captured:
-                results = materialize(START, END, settings=settings, instance=instance)
-                text = captured()
-            pii_key = _derive_pii_key(base64.urlsafe_b64decode(master_key))
-            yield SecuredRun(
-                admin=admin_db,
-                database=database,
-                runtime_url=runtime_url,
-                bucket=bucket,
-                client=client,
-                instance=instance,
-                results=results,
-                captured=text,
-                data_dir=tmp / "data",
-                hostile_customer=hostile_customer,
-                secrets=[master_key, password, *_b64_forms(pii_key)],
-                needles=needles,
-                cells=cells,
-            )
+        home = tmp / "dagster_home"
+        home.mkdir()
+        environ["DAGSTER_HOME"] = str(home)
+        marker = f"captured-{uuid.uuid4().hex}"
+        exit_code, text = _run_in_subprocess(environ, tmp, marker)
+        pii_key = _derive_pii_key(base64.urlsafe_b64decode(master_key))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DAGSTER_HOME", str(home))
+            with dg.DagsterInstance.get() as instance:
+                yield SecuredRun(
+                    admin=admin_db,
+                    database=database,
+                    runtime_url=runtime_url,
+                    bucket=bucket,
+                    client=client,
+                    instance=instance,
+                    exit_code=exit_code,
+                    captured=text,
+                    marker=marker,
+                    data_dir=tmp / "data",
+                    hostile_customer=hostile_customer,
+                    secrets=_secret_forms(master_key, password, pii_key),
+                    needles=needles,
+                    cells=cells,
+                )
     finally:
         admin_db.dispose()
         with admin.begin() as conn:
@@ -304,7 +308,9 @@ def _string_cells(table: pa.Table):
 
 
 def test_the_pipeline_runs_as_the_least_privilege_user(secured_run):
-    assert [r.success for r in secured_run.results] == [True, True]
+    assert secured_run.exit_code == 0, secured_run.captured[-3000:]
+    runs = secured_run.instance.get_runs()
+    assert len(runs) == 2 and all(r.is_success for r in runs)
     with secured_run.admin.connect() as conn:
         rows = conn.execute(
             sa.select(sa.func.count()).where(customers_data_mart_table.c.sales_date_month == MONTH)
@@ -402,8 +408,11 @@ def test_the_scan_finds_pii_where_it_belongs(secured_run):
 
 
 def test_logs_and_console_output_hold_no_pii_or_secret(secured_run):
+    # Positive control: what the JVM and a Python worker printed was captured too.
+    for stream in ("jvm-out", "jvm-err", "worker"):
+        assert f"{secured_run.marker}-{stream}" in secured_run.captured, stream
     assert HOSTILE_NAME not in secured_run.captured
-    assert len(secured_run.captured) > 1000  # the capture did capture
+    assert len(secured_run.captured) > 1000
     assert "[SQL parameters hidden due to hide_parameters=True]" in secured_run.captured
     assert _leaks(secured_run, secured_run.captured) == []
 
@@ -486,18 +495,26 @@ def test_spark_scratch_files_hold_no_plaintext(spark, secured_run):
         cached.unpersist(blocking=True)
 
 
-def test_customer_snapshot_holds_ciphertext_with_the_key_id(secured_run):
+@pytest.mark.parametrize(
+    ("dataset", "count", "columns"),
+    [
+        ("customers", 40, ("first_name", "last_name", "address", "pincode", "phone_number")),
+        ("sales_team", 4, ("address", "pincode")),
+    ],
+)
+def test_pii_snapshots_hold_ciphertext_with_the_key_id(secured_run, dataset, count, columns):
     master_key = secured_run.secrets[0]
     kid = Keyring.from_text(master_key).newest_key_id
     rows = []
     for key in _objects(secured_run):
-        if key.startswith("lake/customers/") and key.endswith(".parquet"):
+        if key.startswith(f"lake/{dataset}/") and key.endswith(".parquet"):
             body = secured_run.client.get_object(Bucket=secured_run.bucket, Key=key)["Body"]
             rows += pq.read_table(io.BytesIO(body.read())).to_pylist()
-    assert len(rows) == 40
+    assert len(rows) == count
     for row in rows:
-        for column in ("first_name", "last_name", "address", "pincode", "phone_number"):
-            assert row[column] is None or row[column].startswith(f"pii1:{kid}:"), column
+        for column in columns:
+            assert row[column] is not None, column
+            assert row[column].startswith(f"pii1:{kid}:"), column
 
 
 def test_every_object_is_encrypted_at_rest_by_s3(secured_run):

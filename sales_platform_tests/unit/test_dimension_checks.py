@@ -1,5 +1,7 @@
 """The dimension snapshot check passes on a clean master table and blocks a dirty one."""
 
+import re
+
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -43,13 +45,6 @@ def _settings(tmp_path, rows: list[tuple]) -> Settings:
 )
 def test_store_snapshot_check(spark, tmp_path, rows, passed, duplicates, nulls):
     settings = _settings(tmp_path, rows)
-    if any(r[0] is None for r in rows):
-        # Spark refuses a null in the non-nullable key: the snapshot step itself fails loudly.
-        with dg.instance_for_test() as instance, pytest.raises(Exception, match="NULL|null"):
-            dg.materialize(
-                [STORES, STORES_CHECK], resources=build_resources(settings), instance=instance
-            )
-        return
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [STORES, STORES_CHECK],
@@ -57,8 +52,20 @@ def test_store_snapshot_check(spark, tmp_path, rows, passed, duplicates, nulls):
             instance=instance,
             raise_on_error=False,
         )
-    [evaluation] = result.get_asset_check_evaluations()
+    assert result.success is passed  # blocking: a failed check fails the run
+    evaluations = result.get_asset_check_evaluations()
+    if nulls:
+        # Spark refuses a null in the non-nullable key: the snapshot step itself fails, loudly,
+        # saying why, and the check never reports a pass.
+        (failure,) = result.get_step_failure_events()
+        assert failure.step_key == "stores"
+        assert re.search("NULL|null", str(failure.step_failure_data.error)), failure
+        assert not any(e.passed for e in evaluations)
+        return
+    [evaluation] = evaluations
     assert evaluation.passed is passed
     assert evaluation.metadata["duplicate_keys"].value == duplicates
     assert evaluation.metadata["null_keys"].value == nulls
-    assert result.success is passed  # blocking: a failed check fails the run
+    if not passed:
+        (failure,) = result.get_step_failure_events()
+        assert "primary_key_valid" in str(failure.step_failure_data.error)
