@@ -3,11 +3,14 @@
 Files land under `sales_data/` with the business date in the key: a `YYYY-MM-DD/` or
 `sales_date=YYYY-MM-DD/` path segment, or a date in the file name. Once a day is committed its
 files move to `sales_data_processed/<date>/<key below sales_data/>`; rejected files move to
-`sales_data_error/<date>/…` with a `.reason.json` manifest beside them. A day is always rebuilt
-from all of its current files, in landing or archived, so any rerun converges.
+`sales_data_error/<date>/…` with a `.reason.json` manifest beside them; over-long keys are
+bounded by a hash. Moved copies carry the landing version's identity as object metadata. A day
+is always rebuilt from all of its current files, in landing or archived, so any rerun converges.
 
 Columns are matched by header name in any order; columns beyond the contract are kept as JSON in
-`additional_column`. Every line is numbered so a quarantined row can be found in its file.
+`additional_column`. Every line is numbered so a quarantined row can be found in its file: LF,
+CRLF and CR-only files are staged for Spark with LF line ends (`_Lines`), so the byte count and
+Spark's reader see the same lines.
 """
 
 from __future__ import annotations
