@@ -328,11 +328,12 @@ class _Lines:
     def _join_quoted(self, text: bytes, final: bool) -> bytes:
         arr = np.frombuffer(text, dtype=np.uint8)
         newlines = np.flatnonzero(arr == _LF)
-        quotes = np.concatenate(([0], np.cumsum(arr == _QUOTE)))
+        quotes = np.flatnonzero(arr == _QUOTE)
         starts = np.concatenate(([0], newlines + 1))
         ends = np.append(newlines, len(arr))
         # Only a line with an odd number of quotes can end inside a quoted field.
-        odd = np.flatnonzero((quotes[ends] - quotes[starts]) % 2 == 1)
+        per_line = np.searchsorted(quotes, ends) - np.searchsorted(quotes, starts)
+        odd = np.flatnonzero(per_line % 2 == 1)
         ended = len(newlines)  # lines 0..ended-1 have a line end; line `ended` is the rest
 
         def line(k: int) -> bytes:
@@ -374,7 +375,10 @@ class _Lines:
         newlines = np.flatnonzero(arr == _LF)
         if self.first_line is None:
             self.first_line = text[: newlines[0]] if len(newlines) else text
-        before = np.concatenate(([self.last_byte], arr[:-1]))[newlines]
+        # An empty line: a newline right after a newline (or at the start of the file).
+        before = arr[np.maximum(newlines - 1, 0)]
+        if len(newlines) and newlines[0] == 0:
+            before[0] = self.last_byte
         self.empty += int(np.count_nonzero(before == _LF))
         k = self.size // FILE_SPLIT_BYTES + 1
         while k * FILE_SPLIT_BYTES < self.size + len(text):
