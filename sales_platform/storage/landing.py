@@ -3,11 +3,14 @@
 Files land under `sales_data/` with the business date in the key: a `YYYY-MM-DD/` or
 `sales_date=YYYY-MM-DD/` path segment, or a date in the file name. Once a day is committed its
 files move to `sales_data_processed/<date>/<key below sales_data/>`; rejected files move to
-`sales_data_error/<date>/…` with a `.reason.json` manifest beside them. A day is always rebuilt
-from all of its current files, in landing or archived, so any rerun converges.
+`sales_data_error/<date>/…` with a `.reason.json` manifest beside them; over-long keys are
+bounded by a hash. Moved copies carry the landing version's identity as object metadata. A day
+is always rebuilt from all of its current files, in landing or archived, so any rerun converges.
 
 Columns are matched by header name in any order; columns beyond the contract are kept as JSON in
-`additional_column`. Every line is numbered so a quarantined row can be found in its file.
+`additional_column`. Every line is numbered so a quarantined row can be found in its file: LF,
+CRLF and CR-only files are staged for Spark with LF line ends (`_Lines`), so the byte count and
+Spark's reader see the same lines.
 """
 
 from __future__ import annotations
@@ -325,11 +328,12 @@ class _Lines:
     def _join_quoted(self, text: bytes, final: bool) -> bytes:
         arr = np.frombuffer(text, dtype=np.uint8)
         newlines = np.flatnonzero(arr == _LF)
-        quotes = np.concatenate(([0], np.cumsum(arr == _QUOTE)))
+        quotes = np.flatnonzero(arr == _QUOTE)
         starts = np.concatenate(([0], newlines + 1))
         ends = np.append(newlines, len(arr))
         # Only a line with an odd number of quotes can end inside a quoted field.
-        odd = np.flatnonzero((quotes[ends] - quotes[starts]) % 2 == 1)
+        per_line = np.searchsorted(quotes, ends) - np.searchsorted(quotes, starts)
+        odd = np.flatnonzero(per_line % 2 == 1)
         ended = len(newlines)  # lines 0..ended-1 have a line end; line `ended` is the rest
 
         def line(k: int) -> bytes:
@@ -371,7 +375,10 @@ class _Lines:
         newlines = np.flatnonzero(arr == _LF)
         if self.first_line is None:
             self.first_line = text[: newlines[0]] if len(newlines) else text
-        before = np.concatenate(([self.last_byte], arr[:-1]))[newlines]
+        # An empty line: a newline right after a newline (or at the start of the file).
+        before = arr[np.maximum(newlines - 1, 0)]
+        if len(newlines) and newlines[0] == 0:
+            before[0] = self.last_byte
         self.empty += int(np.count_nonzero(before == _LF))
         k = self.size // FILE_SPLIT_BYTES + 1
         while k * FILE_SPLIT_BYTES < self.size + len(text):

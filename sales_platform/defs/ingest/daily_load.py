@@ -1,10 +1,12 @@
 """Loading business days from landing: the steps behind the `raw_sales` asset.
 
 For each day, every current file is inspected (hash, encoding, header, row count) and recorded
-in the ledger; whole files that cannot be sales are rejected with a reason; the rest are read in
-one Spark pass, validated row by row, and staged as `raw_sales` plus `raw_sales_quarantine`.
-Only when every file's rows are accounted for (read = accepted + quarantined) are the
-partitions published; then, and only then, files move to the archive or the error prefix.
+in the ledger; whole files that cannot be sales are rejected with a reason naming the key (any
+failure reading one file's content is that file's alone); the rest are read in one Spark pass,
+validated row by row, and staged as `raw_sales` plus `raw_sales_quarantine`. A file whose rows
+are not all accounted for (read = accepted + quarantined) is rejected and the days are staged
+again without it. Then the partitions are published, and only then do files move to the archive
+or the error prefix.
 """
 
 from __future__ import annotations
