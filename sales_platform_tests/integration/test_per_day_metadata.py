@@ -15,11 +15,7 @@ import pytest
 
 from sales_platform_tests.datasets import DAYS
 
-pytestmark = [
-    pytest.mark.integration,
-    # Today every day of a range run shows the range's totals (fixed by issue 15's branch).
-    pytest.mark.xfail(strict=True, reason="per-day metadata: issue 15"),
-]
+pytestmark = pytest.mark.integration
 
 
 def _day_figures(dataset) -> dict:
