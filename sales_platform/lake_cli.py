@@ -32,6 +32,8 @@ def run_vacuum(lake, older_than: str = DEFAULT_OLDER_THAN, dry_run: bool = False
         log(("[dry run] " if dry_run else "") + str(report))
         for key in report.deleted:
             log(f"  {'would delete' if dry_run else 'deleted'} {key}")
+    if not reports:
+        log("the lake has no tables yet: nothing to vacuum")
     return reports
 
 

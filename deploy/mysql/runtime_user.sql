@@ -17,6 +17,7 @@
 --   source tables     read the master data for the dimension snapshots
 --   marts             replace a month: SELECT + DELETE + INSERT in one transaction
 --   ledger            one row per file version: INSERT, then UPDATE of its status
+--   iceberg_*         the lake's Iceberg catalog: a commit is a compare-and-swap UPDATE
 -- No CREATE, ALTER, DROP, INDEX, REFERENCES, GRANT, FILE or PROCESS: a stolen runtime password
 -- can neither change the schema nor read or write other databases.
 
@@ -32,3 +33,5 @@ GRANT SELECT ON `${SOURCE_DB}`.`sales_team` TO '${RUNTIME_USER}'@'${RUNTIME_HOST
 GRANT SELECT, INSERT, DELETE ON `${WAREHOUSE_DB}`.`customers_data_mart` TO '${RUNTIME_USER}'@'${RUNTIME_HOST}';
 GRANT SELECT, INSERT, DELETE ON `${WAREHOUSE_DB}`.`sales_team_data_mart` TO '${RUNTIME_USER}'@'${RUNTIME_HOST}';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `${WAREHOUSE_DB}`.`product_staging_table` TO '${RUNTIME_USER}'@'${RUNTIME_HOST}';
+GRANT SELECT, INSERT, UPDATE, DELETE ON `${WAREHOUSE_DB}`.`iceberg_tables` TO '${RUNTIME_USER}'@'${RUNTIME_HOST}';
+GRANT SELECT, INSERT, UPDATE, DELETE ON `${WAREHOUSE_DB}`.`iceberg_namespace_properties` TO '${RUNTIME_USER}'@'${RUNTIME_HOST}';

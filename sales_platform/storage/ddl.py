@@ -37,7 +37,12 @@ def create_tables(source: sa.Engine, warehouse: sa.Engine) -> list[str]:
     """
     metadata.create_all(source, tables=list(SOURCE_TABLES.values()), checkfirst=True)
     metadata.create_all(warehouse, tables=warehouse_tables(), checkfirst=True)
-    return [*SOURCE_TABLES, *(t.name for t in warehouse_tables())]
+    # The lake's Iceberg catalog (SqlCatalog) lives beside the marts: its tables too.
+    from pyiceberg.catalog.sql import SqlCatalogBaseTable
+
+    SqlCatalogBaseTable.metadata.create_all(warehouse, checkfirst=True)
+    catalog = sorted(SqlCatalogBaseTable.metadata.tables)
+    return [*SOURCE_TABLES, *(t.name for t in warehouse_tables()), *catalog]
 
 
 def runtime_user_statements(

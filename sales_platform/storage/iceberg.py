@@ -56,13 +56,25 @@ class EngineSqlCatalog(SqlCatalog):
         self._init_catalog()
 
 
-def file_io_properties(endpoint_url: str | None, region: str | None) -> dict[str, str]:
-    """pyiceberg FileIO settings for the lake's object store (credentials: boto's default chain)."""
-    props = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}
+def file_io_properties(
+    endpoint_url: str | None,
+    region: str | None,
+    sse: str | None = None,
+    sse_kms_key_id: str | None = None,
+) -> dict[str, str]:
+    """pyiceberg FileIO settings for the lake's object store (credentials: boto's default
+    chain); metadata written to S3 gets the same server-side encryption as every object."""
+    from sales_platform.storage import iceberg_io
+
+    props = {"py-io-impl": "sales_platform.storage.iceberg_io.LakeFileIO"}
     if endpoint_url:
         props["s3.endpoint"] = endpoint_url
     if region:
         props["s3.region"] = region
+    if sse:
+        props[iceberg_io.SSE] = sse
+    if sse_kms_key_id:
+        props[iceberg_io.SSE_KMS_KEY_ID] = sse_kms_key_id
     return props
 
 

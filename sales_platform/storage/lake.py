@@ -28,6 +28,7 @@ from pydantic import Field, PrivateAttr
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
 from pyiceberg.expressions import AlwaysTrue, In
+from pyiceberg.expressions.visitors import inclusive_projection, manifest_evaluator
 from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -132,11 +133,18 @@ class Lake:
         snapshot = table.current_snapshot()
         if snapshot is None:
             return []
-        days = None
+        days, relevant = None, None
         if partitions is not None and table.spec().fields:
             days = {(self._day(p) - EPOCH).days for p in partitions}
+            # Manifests whose partition summary cannot hold these days are not opened.
+            wanted = In(table.spec().fields[0].name, [self._day(p) for p in partitions])
+            schema, spec = table.schema(), table.spec()
+            projected = inclusive_projection(schema, spec)(wanted)
+            relevant = manifest_evaluator(spec, schema, projected)
         files = []
         for manifest in snapshot.manifests(table.io):
+            if relevant is not None and not relevant(manifest):
+                continue
             for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                 if days is None or entry.data_file.partition[0] in days:
                     files.append(entry.data_file)
@@ -447,7 +455,13 @@ class LakeResource(dg.ConfigurableResource):
     _lake: Lake | None = PrivateAttr(default=None)
 
     def open_catalog(self) -> Catalog:
-        io = iceberg.file_io_properties(self.store.endpoint_url, self.store.region_name)
+        store = self.store
+        io = iceberg.file_io_properties(
+            store.endpoint_url,
+            store.region_name,
+            store.server_side_encryption,
+            store.sse_kms_key_id,
+        )
         engine = self.catalog_db.engine() if self.catalog_db is not None else None
         return iceberg.open_catalog(self.catalog, engine, io, glue_region=self.glue_region)
 

@@ -139,15 +139,17 @@ def test_two_runs_replacing_the_same_day_one_fails_and_the_winners_data_stays(
 ):
     lake = open_lake(str(tmp_path), catalog_url)
     lake.publish(stage(lake, {D1.isoformat(): [sales(D1, 4, "old")]}))
-    out = _race(str(tmp_path), catalog_url, [(D1, "A", 5), (D1, "B", 7)])
-    statuses = sorted(status for status, _ in out.values())
-    assert statuses == ["conflict", "ok"], out
-    [winner] = [s for s, (status, _) in out.items() if status == "ok"]
-    [message] = [detail for status, detail in out.values() if status == "conflict"]
-    assert "sales_platform.raw_sales" in message and D1.isoformat() in message
-    rows = day_rows(lake, D1)
-    assert {r["source_key"] for r in rows} == {winner}
-    assert len(rows) == {"A": 5, "B": 7}[winner]
+    # A day the table already has (a rerun), and one it has not (its first run).
+    for day in (D1, D2):
+        out = _race(str(tmp_path), catalog_url, [(day, "A", 5), (day, "B", 7)])
+        statuses = sorted(status for status, _ in out.values())
+        assert statuses == ["conflict", "ok"], out
+        [winner] = [s for s, (status, _) in out.items() if status == "ok"]
+        [message] = [detail for status, detail in out.values() if status == "conflict"]
+        assert "sales_platform.raw_sales" in message and day.isoformat() in message
+        rows = day_rows(lake, day)
+        assert {r["source_key"] for r in rows} == {winner}
+        assert len(rows) == {"A": 5, "B": 7}[winner]
 
 
 def test_two_runs_replacing_different_days_both_land(tmp_path, catalog_url):

@@ -260,6 +260,11 @@ def test_runtime_user_script_grants_only_data_rights():
         **{f"`src`.`{t}`": {"SELECT"} for t in SOURCE_TABLES},
         **{f"`wh`.`{t}`": {"SELECT", "INSERT", "DELETE"} for t in MART_TABLES},
         f"`wh`.`{LEDGER_TABLE}`": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+        # The lake's Iceberg catalog: commits are compare-and-swap UPDATEs.
+        **{
+            f"`wh`.`{t}`": {"SELECT", "INSERT", "UPDATE", "DELETE"}
+            for t in ("iceberg_tables", "iceberg_namespace_properties")
+        },
     }
     # The password is never part of the statement text: it is bound when the script runs.
     assert all("IDENTIFIED BY '${RUNTIME_PASSWORD}'" in s for s in statements if "IDENTIFIED" in s)

@@ -1,0 +1,94 @@
+"""pyiceberg's FileIO for the lake: pyarrow for reads, boto3 for writes to S3.
+
+Iceberg metadata (table metadata, manifest lists, manifests) must be encrypted at rest like every
+other object the platform puts (SSE-S3, or SSE-KMS with the business's key); pyarrow's S3
+filesystem cannot ask for that, so writes to S3 go through boto3 with the same settings as the
+object store. pyiceberg instantiates this class from the catalog's `py-io-impl` property.
+"""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import urlparse
+
+import boto3
+from botocore.exceptions import ClientError
+from pyiceberg.io import InputFile, OutputFile, OutputStream
+from pyiceberg.io.pyarrow import PyArrowFileIO
+from pyiceberg.typedef import EMPTY_DICT, Properties
+
+SSE = "sales-platform.s3.sse"
+SSE_KMS_KEY_ID = "sales-platform.s3.sse-kms-key-id"
+
+
+class LakeFileIO(PyArrowFileIO):
+    def __init__(self, properties: Properties = EMPTY_DICT):
+        super().__init__(properties)
+        self._client = None
+
+    def client(self):
+        if self._client is None:
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.properties.get("s3.endpoint"),
+                region_name=self.properties.get("s3.region"),
+            )
+        return self._client
+
+    def new_output(self, location: str) -> OutputFile:
+        if urlparse(location).scheme in ("s3", "s3a"):
+            return _S3OutputFile(location, self)
+        return super().new_output(location)
+
+
+class _Upload(io.BytesIO):
+    def __init__(self, target: _S3OutputFile):
+        super().__init__()
+        self._target = target
+
+    def close(self) -> None:
+        if not self.closed:
+            self._target.put(self.getvalue())
+        super().close()
+
+
+class _S3OutputFile(OutputFile):
+    def __init__(self, location: str, file_io: LakeFileIO):
+        super().__init__(location)
+        parsed = urlparse(location)
+        self._bucket, self._key = parsed.netloc, parsed.path.lstrip("/")
+        self._io = file_io
+
+    def _head(self) -> dict | None:
+        try:
+            return self._io.client().head_object(Bucket=self._bucket, Key=self._key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def __len__(self) -> int:
+        head = self._head()
+        if head is None:
+            raise FileNotFoundError(self.location)
+        return head["ContentLength"]
+
+    def exists(self) -> bool:
+        return self._head() is not None
+
+    def to_input_file(self) -> InputFile:
+        return self._io.new_input(self.location)
+
+    def create(self, overwrite: bool = False) -> OutputStream:
+        if not overwrite and self.exists():
+            raise FileExistsError(self.location)
+        return _Upload(self)
+
+    def put(self, data: bytes) -> None:
+        extra = {}
+        sse = self._io.properties.get(SSE)
+        if sse:
+            extra["ServerSideEncryption"] = sse
+            if sse == "aws:kms" and self._io.properties.get(SSE_KMS_KEY_ID):
+                extra["SSEKMSKeyId"] = self._io.properties[SSE_KMS_KEY_ID]
+        self._io.client().put_object(Bucket=self._bucket, Key=self._key, Body=data, **extra)
