@@ -5,7 +5,6 @@ import os
 import dagster as dg
 
 from sales_platform.defs.dimensions.assets import dimension_assets
-from sales_platform.defs.dimensions.checks import dimension_checks
 from sales_platform.defs.fact.assets import sales_enriched
 from sales_platform.defs.fact.freshness import build_files_overdue, with_files_due_policy
 from sales_platform.defs.ingest.assets import raw_sales, raw_sales_files
@@ -35,7 +34,7 @@ def build_definitions(
             customer_monthly_mart,
             sales_team_monthly_mart,
         ],
-        asset_checks=[overdue.check, *dimension_checks],
+        asset_checks=[overdue.check],
         jobs=[daily_sales_job, monthly_marts_job, overdue.job, lake_vacuum_job],
         schedules=[build_month_end_schedule(automation), overdue.schedule, lake_vacuum_schedule]
         if automation_on

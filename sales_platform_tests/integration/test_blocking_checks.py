@@ -136,11 +136,6 @@ def test_unknown_keys_block_the_fact_and_keep_the_published_day(loaded, spark):
     assert _lake_rows(spark, res, "sales_enriched", day) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the snapshot check reads the lake after the snapshot is published, so the dirty "
-    "snapshot replaces the previous one (defs/dimensions/checks.py, issue 18)",
-)
 def test_a_repeated_store_key_blocks_the_snapshot_and_the_fact(loaded, spark):
     settings, res, instance = loaded
     day = START.isoformat()

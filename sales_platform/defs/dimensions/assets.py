@@ -1,10 +1,13 @@
 """Dimensions: snapshots of the master data tables kept in MySQL by the business."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import sqlalchemy as sa
 from dagster_pyspark import LazyPySparkResource
-from pyspark.sql import DataFrame
 
+from sales_platform.defs.dimensions.checks import primary_key_result, primary_key_spec
+from sales_platform.defs.quality import blocking_failure
 from sales_platform.schemas import SOURCE_SPARK_SCHEMAS, SOURCE_TABLES
 from sales_platform.storage.crypto import KeyringResource
 from sales_platform.storage.database import Database
@@ -41,13 +44,24 @@ def snapshot_asset(name: str) -> dg.AssetsDefinition:
         io_manager_key="lake_io_manager",
         kinds={"mysql", "spark", "parquet"},
         description=_DESCRIPTIONS[name],
+        check_specs=[primary_key_spec(name)],
     )
+
+    def checked(pyspark, rows: list[dict], metadata: dict) -> Iterator:
+        # Checked before the output exists: a failing snapshot never replaces the lake's.
+        result = primary_key_result(name, rows)
+        failure = blocking_failure(name, [result], {result.check_name})
+        if failure is not None:
+            yield result
+            raise failure
+        yield dg.Output(pyspark.spark_session.createDataFrame(rows, schema), metadata=metadata)
+        yield result
 
     if spec is None:
 
         @decorate
-        def _snapshot(pyspark: LazyPySparkResource, source_db: Database) -> DataFrame:
-            return pyspark.spark_session.createDataFrame(_rows(source_db, table_name), schema)
+        def _snapshot(pyspark: LazyPySparkResource, source_db: Database) -> Iterator:
+            yield from checked(pyspark, _rows(source_db, table_name), {})
 
         return _snapshot
 
@@ -55,17 +69,15 @@ def snapshot_asset(name: str) -> dg.AssetsDefinition:
     @decorate
     def _pii_snapshot(
         pyspark: LazyPySparkResource, source_db: Database, pii_keys: KeyringResource
-    ) -> dg.Output[DataFrame]:
+    ) -> Iterator:
         # Encrypted field by field before it reaches Spark or the lake.
         cipher = pii_keys.keyring().field_cipher()
         rows = encrypt_records(_rows(source_db, table_name), spec, cipher)
-        return dg.Output(
-            pyspark.spark_session.createDataFrame(rows, schema),
-            metadata={
-                "pii_columns_encrypted": ", ".join(spec.columns),
-                "pii_key_id": cipher.newest_key_id,
-            },
-        )
+        metadata = {
+            "pii_columns_encrypted": ", ".join(spec.columns),
+            "pii_key_id": cipher.newest_key_id,
+        }
+        yield from checked(pyspark, rows, metadata)
 
     return _pii_snapshot
 
