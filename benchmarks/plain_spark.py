@@ -20,6 +20,7 @@ from pathlib import Path
 
 T0 = time.perf_counter()
 
+import pandas as pd  # noqa: E402
 from pyspark.sql import SparkSession, Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
@@ -163,12 +164,8 @@ def main(argv: list[str] | None = None) -> None:
             ("customers_data_mart", customer_mart),
             ("sales_team_data_mart", team_mart),
         ):
-            rows = [tuple(str(v) if v is not None else None for v in r) for r in mart.collect()]
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
-            conn.execute(f"CREATE TABLE {name} ({', '.join(mart.columns)})")
-            marks = ", ".join("?" for _ in mart.columns)
-            conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)  # noqa: S608
-    spark.stop()
+            rows = [tuple(None if v is None else str(v) for v in r) for r in mart.collect()]
+            pd.DataFrame(rows, columns=mart.columns).to_sql(name, conn, if_exists="replace")
     print(f"plain_spark_s={time.perf_counter() - T0:.1f}")
 
 

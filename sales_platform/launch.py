@@ -130,6 +130,9 @@ def queue_daemon(instance: dg.DagsterInstance, log_dir: Path) -> Iterator[None]:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        # Its last heartbeat stays fresh for a minute: the next command would take the queue
+        # for drained and wait forever on a run nobody dequeues. A live daemon beats again.
+        instance.wipe_daemon_heartbeats()
 
 
 def run_in_code_location(

@@ -41,7 +41,7 @@ STRICT_SQL_MODE = ",".join(
 def _strict_session(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"SET SESSION sql_mode = '{STRICT_SQL_MODE}'")  # a constant, no input
+        cursor.execute("SET SESSION sql_mode = %s", (STRICT_SQL_MODE,))
     finally:
         cursor.close()
 

@@ -88,7 +88,8 @@ class SecuredRun:
 # printed by the JVM and one by a Python worker prove those streams were captured.
 RUN_SCRIPT = """
 import logging, sys
-from sales_platform.cli import main
+from datetime import date
+from sales_platform.cli import materialize
 from sales_platform.storage.spark import build_spark_session
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -101,7 +102,10 @@ system.out.println(sys.argv[3] + "-jvm-out")
 system.err.println(sys.argv[3] + "-jvm-err")
 marker = sys.argv[3] + "-worker"
 spark.sparkContext.parallelize([1], 1).foreach(lambda _: print(marker, file=sys.stderr, flush=True))
-sys.exit(main(["materialize", "--from", sys.argv[1], "--to", sys.argv[2]]))
+# In this process (the instance in DAGSTER_HOME records the runs), so the run's JVM and Python
+# workers are the ones whose output is captured; the CLI's launch through the code location
+# runs the same assets in a run worker (covered by test_ui and test_cli_errors).
+materialize(date.fromisoformat(sys.argv[1]), date.fromisoformat(sys.argv[2]))
 """
 
 

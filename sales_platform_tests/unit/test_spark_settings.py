@@ -11,7 +11,7 @@ from sales_platform.settings import Settings, SparkSettings, parse_spark_conf
 from sales_platform.spark_cli import CONNECT_SERVER_CLASS, connect_server_argv
 from sales_platform.storage.spark import BASE_SPARK_CONF, SparkResource, session_conf
 
-TOKEN = "dapi-not-a-real-token"
+TOKEN = "dapi-not-a-real-token"  # pragma: allowlist secret
 REMOTE = f"sc://spark.example.com:443/;use_ssl=true;token={TOKEN}"
 
 
