@@ -25,16 +25,10 @@ from pyspark.sql import SparkSession, Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
 
-COLUMNS = (
-    "customer_id",
-    "store_id",
-    "product_name",
-    "sales_date",
-    "sales_person_id",
-    "price",
-    "quantity",
-    "total_cost",
-)
+from sales_platform.schemas import SALES_CSV_COLUMNS  # noqa: E402
+
+# The contract's header: the same columns the platform reads.
+COLUMNS = SALES_CSV_COLUMNS
 DIGITS, MONEY = r"^[0-9]+$", r"^-?[0-9]+(\.[0-9]{1,2})?$"
 
 

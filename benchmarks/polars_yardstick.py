@@ -20,16 +20,10 @@ T0 = time.perf_counter()
 import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
 
-COLUMNS = (
-    "customer_id",
-    "store_id",
-    "product_name",
-    "sales_date",
-    "sales_person_id",
-    "price",
-    "quantity",
-    "total_cost",
-)
+from sales_platform.schemas import SALES_CSV_COLUMNS  # noqa: E402
+
+# The contract's header: the same columns the platform reads.
+COLUMNS = SALES_CSV_COLUMNS
 DIGITS, MONEY = r"^[0-9]+$", r"^-?[0-9]+(\.[0-9]{1,2})?$"
 
 
