@@ -63,21 +63,12 @@ def materialize(
         raise ValueError(f"--to {end} is before --from {start}")
     defs = build_definitions(settings or Settings.from_env())
     instance = instance or _instance()
-    first_month, last_month = _months(start, end)
-    plan = [
-        ("daily_sales_job", start, end),
-        ("monthly_marts_job", first_month, last_month),
-    ]
+    # The same runs the CLI launches through the code location, executed here.
     results = []
-    for job_name, first, last in plan:
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-            },
+    for job_name, tags in range_plan(start, end):
+        results.append(
+            defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=tags)
         )
-        results.append(result)
     return results
 
 
