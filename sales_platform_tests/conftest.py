@@ -141,8 +141,39 @@ def dataset(request):
     return request.getfixturevalue(f"{request.param}_dataset")
 
 
+DATASET_FIXTURES = {"local_dataset", "prod_dataset", "dataset"}
+# The longest groups start first, so the two workers finish together (measured with
+# --durations: the daemon scenario alone is about five minutes).
+LONGEST_FIRST = [
+    "test_unattended",
+    "datasets",
+    "test_ui",
+    "test_spark_engines",
+    "test_automation",
+    "test_security_pipeline",
+    "test_cli_commands",
+    "test_automation_concurrency",
+]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Every test under integration/ carries the marker, so `-m "not integration"` is fast."""
+    """Every test under integration/ carries the marker, so `-m "not integration"` is fast.
+
+    Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) a worker takes a whole group:
+    the tests that read a shared data set form one group, so each data set is built once; every
+    other integration module is a group of its own, so its module fixtures are set up once."""
+    for item in items:
+        if DATASET_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group("datasets"))
+        elif "integration" in item.path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+    def rank(item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        name = group.args[0] if group else None
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
     unmarked = [
         item.nodeid
         for item in items

@@ -201,7 +201,8 @@ def _sensitive(admin_db: sa.Engine) -> tuple[set[str], set[str]]:
     return needles, cells
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: the most expensive set-up of the suite (a subprocess run), made once.
+@pytest.fixture(scope="session")
 def secured_run(spark, s3_endpoint, tmp_path_factory):
     admin = _mariadb_engine()
     database = f"sp_sec_{uuid.uuid4().hex[:10]}"
@@ -500,18 +501,18 @@ def test_spark_scratch_files_hold_no_plaintext(spark, secured_run):
 
 
 @pytest.mark.parametrize(
-    ("dataset", "count", "columns"),
+    ("table", "count", "columns"),
     [
         ("customers", 40, ("first_name", "last_name", "address", "pincode", "phone_number")),
         ("sales_team", 4, ("address", "pincode")),
     ],
 )
-def test_pii_snapshots_hold_ciphertext_with_the_key_id(secured_run, dataset, count, columns):
+def test_pii_snapshots_hold_ciphertext_with_the_key_id(secured_run, table, count, columns):
     master_key = secured_run.secrets[0]
     kid = Keyring.from_text(master_key).newest_key_id
     rows = []
     for key in _objects(secured_run):
-        if key.startswith(f"lake/{dataset}/") and key.endswith(".parquet"):
+        if key.startswith(f"lake/{table}/") and key.endswith(".parquet"):
             body = secured_run.client.get_object(Bucket=secured_run.bucket, Key=key)["Body"]
             rows += pq.read_table(io.BytesIO(body.read())).to_pylist()
     assert len(rows) == count
