@@ -98,6 +98,23 @@ def _months(result) -> list[str]:
     return sorted(r.partition_key for r in result.run_requests)
 
 
+def _clause_months(result: dg.SensorResult, label: str) -> set[str]:
+    """The months for which a labelled clause held in this evaluation (what the UI shows)."""
+
+    def find(node):
+        if node.condition_snapshot.label == label:
+            return node
+        return next(filter(None, map(find, node.child_evaluations)), None)
+
+    found = {}
+    for evaluation in result.automation_condition_evaluations:
+        node = find(evaluation)
+        found[evaluation.key] = set(node.true_subset.value.get_partition_keys())
+    assert set(found) == set(MART_KEYS)
+    (months,) = {frozenset(m) for m in found.values()}  # both marts, the same months
+    return set(months)
+
+
 @pytest.fixture
 def first(defs, instance) -> str:
     """The cursor of the sensor's first evaluation (it starts watching from there)."""
@@ -147,6 +164,9 @@ def test_a_month_waits_for_its_in_flight_days(defs, instance, first):
     loading = _in_flight(defs, instance, "daily_sales_job", {"dagster/partition": "2023-01-06"})
     result = _tick(defs, instance, first)
     assert _months(result) == ["2023-02-01"]
+    # Each evaluation says why January waits.
+    assert _clause_months(result, "days of the month in progress") == {"2023-01-01"}
+    assert _clause_months(result, "days of the month updated") == {"2023-01-01", "2023-02-01"}
 
     still = _tick(defs, instance, result.cursor)
     assert still.run_requests == []
