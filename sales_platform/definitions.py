@@ -12,7 +12,7 @@ from sales_platform.defs.ingest.sensors import landing_sensor
 from sales_platform.defs.jobs import daily_sales_job, monthly_marts_job
 from sales_platform.defs.maintenance.vacuum import lake_vacuum_job, lake_vacuum_schedule
 from sales_platform.defs.marts.assets import customer_monthly_mart, sales_team_monthly_mart
-from sales_platform.defs.marts.automation import marts_follow_fact
+from sales_platform.defs.marts.automation import marts_follow_fact, with_marts_automation
 from sales_platform.defs.marts.month_end import build_month_end_schedule
 from sales_platform.defs.resources import build_resources
 from sales_platform.launch import QUEUE_ONLY_VAR
@@ -25,14 +25,14 @@ def build_definitions(
     settings = settings or Settings.from_env()
     automation = settings.automation
     overdue = build_files_overdue(automation)
+    marts = [customer_monthly_mart, sales_team_monthly_mart]
     return dg.Definitions(
         assets=[
             raw_sales_files,
             with_files_due_policy(raw_sales, automation.files_due_hour),
             *dimension_assets,
             sales_enriched,
-            customer_monthly_mart,
-            sales_team_monthly_mart,
+            *(with_marts_automation(marts) if automation_on else marts),
         ],
         asset_checks=[overdue.check],
         jobs=[daily_sales_job, monthly_marts_job, overdue.job, lake_vacuum_job],

@@ -1,5 +1,6 @@
 """The platform running itself, on the local stack (folder + SQLite) and a test instance: the
-landing sensor -> daily runs -> the mart sensor -> one refresh per month; the month-to-date report
+landing sensor -> daily runs -> the marts' declarative automation (sensor `marts_follow_fact`,
+evaluated as the sensor daemon evaluates it) -> one refresh per month; the month-to-date report
 of the current month; the month-end close; a late file that changes a store's incentive winner.
 Every mart is compared with the independent recompute (`oracle`). The backfill and the
 concurrency tests live beside this file and share its helpers.
@@ -86,7 +87,9 @@ def _run_day(defs, instance, day: str) -> None:
     assert result.success
 
 
-def _tick(defs, instance, cursor=None):
+def _tick(defs, instance, cursor=None) -> dg.SensorResult:
+    """One evaluation of the marts' automation. The first one (no cursor) only starts watching:
+    changes made before it are not news to it."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
     return marts_follow_fact.evaluate_tick(context)
 
@@ -141,6 +144,7 @@ def test_landing_sensor_daily_runs_then_one_mart_refresh_per_month(stack, spark)
     _, defs, res = stack
     expected = _generate(res, date(2023, 1, 30), days=4)
     with dg.instance_for_test() as instance:
+        watching = _tick(defs, instance)
         # The landing sensor asks for one daily run per day whose files landed.
         with dg.build_sensor_context(
             instance=instance,
@@ -156,7 +160,7 @@ def test_landing_sensor_daily_runs_then_one_mart_refresh_per_month(stack, spark)
             )
             assert result.success
 
-        tick = _tick(defs, instance)
+        tick = _tick(defs, instance, watching.cursor)
         requests = {r.partition_key: r for r in tick.run_requests}
         assert sorted(requests) == ["2023-01-01", "2023-02-01"]  # four days, two months
         for request in requests.values():
@@ -176,6 +180,7 @@ def test_month_end_then_a_late_file_changes_the_incentive_winner(stack, spark):
     _, defs, res = stack
     expected = _generate(res, date(2023, 1, 10), days=3, seed=9)
     with dg.instance_for_test() as instance:
+        watching = _tick(defs, instance)
         for day in ("2023-01-10", "2023-01-11", "2023-01-12"):
             _run_day(defs, instance, day)
         # The month-end close, as the schedule fires on Feb 1st.
@@ -192,7 +197,7 @@ def test_month_end_then_a_late_file_changes_the_incentive_winner(stack, spark):
         assert meta["final"] is True
         assert meta["late_recompute"] is False and meta["incentive_winner_changed"] is False
         # The close already read every day: the sensor has nothing to refresh.
-        caught_up = _tick(defs, instance)
+        caught_up = _tick(defs, instance, watching.cursor)
         assert caught_up.run_requests == []
 
         # A late file for January makes the runner-up of a store its top seller.
@@ -276,8 +281,9 @@ def test_the_current_month_refreshes_month_to_date(stack, spark):
     today = today_clear_of_midnight()
     expected = _generate(res, today, days=1)
     with dg.instance_for_test() as instance:
+        watching = _tick(defs, instance)
         _run_day(defs, instance, today.isoformat())
-        (request,) = _tick(defs, instance).run_requests
+        (request,) = _tick(defs, instance, watching.cursor).run_requests
         assert request.partition_key == today.replace(day=1).isoformat()
         assert "sales_platform/final" not in request.tags
         _execute(defs, instance, request)

@@ -64,6 +64,7 @@ def test_ten_day_backfill_is_one_run_then_one_refresh_per_month(stack, instance,
     _, defs, res = stack
     expected = _generate(res, FIRST_DAY, days=DAYS)
     days = [(FIRST_DAY + timedelta(days=i)).isoformat() for i in range(DAYS)]
+    watching = _tick(defs, instance)
     # The dimension snapshots are not partitioned: the backfill covers the days.
     snapshot = defs.resolve_job_def("daily_sales_job").execute_in_process(
         instance=instance, asset_selection=[dg.AssetKey(k) for k in DIMENSIONS]
@@ -85,6 +86,9 @@ def test_ten_day_backfill_is_one_run_then_one_refresh_per_month(stack, instance,
             run_config=None,
         )
         instance.add_backfill(backfill)
+        # New snapshots are no reason to refresh a month.
+        waiting = _tick(defs, instance, watching.cursor)
+        assert waiting.run_requests == []
         for _ in range(5):
             errors = [e for e in execute_backfill_iteration(workspace, LOG) if e is not None]
             assert not errors, errors[0].to_string()
@@ -101,7 +105,7 @@ def test_ten_day_backfill_is_one_run_then_one_refresh_per_month(stack, instance,
         assert {r.run_id for r in records} == {run.run_id}
 
     # The marts follow: ten new days, one refresh per month.
-    tick = _tick(defs, instance)
+    tick = _tick(defs, instance, waiting.cursor)
     assert sorted(r.partition_key for r in tick.run_requests) == ["2023-01-01", "2023-02-01"]
     for request in tick.run_requests:
         _execute(defs, instance, request)
