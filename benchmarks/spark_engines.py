@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/spark_engines.py                   # small day + 8,000,000 rows
     BENCH_ROWS=200000 .venv/bin/python benchmarks/spark_engines.py # a quick check of the script
     .venv/bin/python benchmarks/spark_engines.py --rows-per-day 0  # the small day only
+    .venv/bin/python benchmarks/spark_engines.py --repeats 0       # the big day only
 
 Two figures (issue 14, item 5), each from `sales-platform materialize --from D --to D` in a
 fresh process on a fresh copy of the same generated day (local stack, as end_to_end.py runs it):
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--customers", type=int, default=20_000, help="the big day's")
     parser.add_argument("--small-rows", type=int, default=5_000)
-    parser.add_argument("--repeats", type=int, default=3, help="small-day runs per engine")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="small-day runs per engine (0: none)"
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help="which engines, in this order")
     parser.add_argument("--driver-memory", default="4g", help="the Connect server's heap")
     args = parser.parse_args(argv)
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
             )
             # The server's first run pays class loading and JIT: not part of either figure.
             print(f"warm-up run on the server: {bench.run(root / 'small', 'connect'):.1f}s")
-            small = _medians(bench, root / "small", arms, args.repeats, "small day")
+            if args.repeats:
+                small = _medians(bench, root / "small", arms, args.repeats, "small day")
             if args.rows_per_day:
                 big = _medians(bench, root / "big", arms, 1, "big day")
         finally:
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for arm, seconds in small.items():
         print(f"small day, {arm}: median {seconds:.1f}s of {args.repeats}")
-    figures = [f"small_rows={args.small_rows}"]
+    figures = [f"small_rows={args.small_rows}"] if small else []
     figures += [f"small_{arm}_s={seconds:.1f}" for arm, seconds in small.items()]
     if big:
         figures += [f"rows={args.rows_per_day}", f"mb={mb:.1f}"]
