@@ -45,10 +45,11 @@ BASE_SPARK_CONF: dict[str, str] = {
     "spark.io.encryption.enabled": "true",
     # Through Spark Connect, a DataFrame made from the run's memory (the dimension snapshots,
     # encrypted in the run so the key never leaves it) travels inside the query plan below this
-    # size; above it, as a cached artifact, and that upload failed with "Not enough bytes in
-    # channel" on a server with the settings above (20 000 customers, 7.7 MB). Just under the
-    # 128 MiB gRPC message limit of client and server, so every snapshot that fits a message
-    # is sent inline. Set on the server `spark-server` starts and on each client session.
+    # size, above it as a cached artifact; a server with I/O encryption on (above) fails to read
+    # that artifact back ("Not enough bytes in channel"; 20 000 customers are 7.7 MB, Spark's
+    # default is 1 MiB). Just under the 128 MiB gRPC message limit of client and server: every
+    # snapshot that fits a message goes inline. Set on the server `spark-server` starts and on
+    # each client session.
     "spark.sql.session.localRelationCacheThreshold": str(LOCAL_RELATION_INLINE_BYTES),
 }
 

@@ -194,7 +194,7 @@ def test_connect_server_marts_equal_recompute(connect_server, tmp_path, monkeypa
     url, server_log = connect_server
     # A customers snapshot over Spark's 1 MiB local-relation default (about 380 bytes a
     # customer, encrypted): it reaches the server inline only with the platform's setting; as an
-    # artifact the upload failed ("Not enough bytes in channel").
+    # artifact, a server with I/O encryption on fails to read it ("Not enough bytes in channel").
     settings = _local_stack(tmp_path, monkeypatch, customers=CONNECT_CUSTOMERS)
     _materialize({"SALES_PLATFORM_SPARK_REMOTE": url}, tmp_path / "run.log")
     _assert_marts_equal_recompute(settings)
