@@ -52,14 +52,18 @@ def _step_seconds(home: Path) -> dict[str, float]:
     return seconds
 
 
-def run_platform(data_dir: Path, home: Path, day: date) -> tuple[float, int, dict[str, float]]:
-    """`sales-platform materialize` for one day in a fresh process, as an operator runs it.
+def run_platform(
+    data_dir: Path, home: Path, day: date, engine: dict[str, str] | None = None
+) -> tuple[float, int, dict[str, float]]:
+    """`sales-platform materialize` for one day in a fresh process, as an operator runs it, with
+    the engine's variables (README, Spark engines) added to this environment.
 
     Returns (wall seconds, peak RSS of the process tree in bytes, seconds per step).
     """
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "SALES_PLATFORM_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
+    env.update(engine or {})
     env.pop("SALES_PLATFORM_ENV", None)
     command = [str(Path(sys.executable).parent / "sales-platform"), "materialize"]
     command += ["--from", day.isoformat(), "--to", day.isoformat()]

@@ -27,6 +27,7 @@ from sales_platform.settings import parse_spark_conf
 # with the open cost equal to the split size Spark never packs two splits into one task. The
 # landing reader relies on it to number each line of a file (storage/landing.py).
 FILE_SPLIT_BYTES = 128 * 1024 * 1024
+LOCAL_RELATION_INLINE_BYTES = 100 * 1024 * 1024
 
 BASE_SPARK_CONF: dict[str, str] = {
     "spark.sql.files.maxPartitionBytes": str(FILE_SPLIT_BYTES),
@@ -42,6 +43,14 @@ BASE_SPARK_CONF: dict[str, str] = {
     # customer mart checkpoints) are encrypted with a per-application key that never leaves the
     # JVM, so no plaintext PII reaches local disk (SECURITY.md).
     "spark.io.encryption.enabled": "true",
+    # Through Spark Connect, a DataFrame made from the run's memory (the dimension snapshots,
+    # encrypted in the run so the key never leaves it) travels inside the query plan below this
+    # size, above it as a cached artifact; a server with I/O encryption on (above) fails to read
+    # that artifact back ("Not enough bytes in channel"; 20 000 customers are 7.7 MB, Spark's
+    # default is 1 MiB). Just under the 128 MiB gRPC message limit of client and server: every
+    # snapshot that fits a message goes inline. Set on the server `spark-server` starts and on
+    # each client session.
+    "spark.sql.session.localRelationCacheThreshold": str(LOCAL_RELATION_INLINE_BYTES),
 }
 
 

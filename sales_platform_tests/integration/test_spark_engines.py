@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Bounded waits: a JVM that does not come up fails the test instead of hanging CI.
 START_TIMEOUT = 120
 RUN_TIMEOUT = 300
+CONNECT_CUSTOMERS = 4_000
 
 
 def _wait_for_line(log: Path, pattern: str, process: subprocess.Popen, what: str) -> None:
@@ -111,7 +112,7 @@ def standalone_cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         stop(master)
 
 
-def _generate(settings: Settings) -> None:
+def _generate(settings: Settings, customers: int) -> None:
     with _resources(settings, "landing", "source_db") as res:
         summary = generate(
             res.landing.open(),
@@ -121,7 +122,7 @@ def _generate(settings: Settings) -> None:
             rows_per_day=1000,
             seed=11,
             files_per_day=2,
-            customers=100,
+            customers=customers,
             unknown_key_fraction=0.01,
             bad_row_fraction=0.01,
             progress=False,
@@ -174,7 +175,7 @@ def _assert_marts_equal_recompute(settings: Settings) -> None:
             ) == sorted((tuple(r[c] for c in pk_s), r) for r in want_sellers)
 
 
-def _local_stack(tmp_path: Path, monkeypatch) -> Settings:
+def _local_stack(tmp_path: Path, monkeypatch, customers: int = 100) -> Settings:
     monkeypatch.setenv("SALES_PLATFORM_DATA_DIR", str(tmp_path / "data"))
     # An instance of its own, configured as `make demo` does: the CLI launches through its queue.
     home = tmp_path / "dagster_home"
@@ -184,14 +185,17 @@ def _local_stack(tmp_path: Path, monkeypatch) -> Settings:
     for var in ("SALES_PLATFORM_ENV", "SALES_PLATFORM_S3_BUCKET", "SALES_PLATFORM_LAKE_URI"):
         monkeypatch.delenv(var, raising=False)
     settings = Settings.from_env()
-    _generate(settings)
+    _generate(settings, customers)
     return settings
 
 
 @pytest.mark.integration
 def test_connect_server_marts_equal_recompute(connect_server, tmp_path, monkeypatch):
     url, server_log = connect_server
-    settings = _local_stack(tmp_path, monkeypatch)
+    # A customers snapshot over Spark's 1 MiB local-relation default (about 380 bytes a
+    # customer, encrypted): it reaches the server inline only with the platform's setting; as an
+    # artifact, a server with I/O encryption on fails to read it ("Not enough bytes in channel").
+    settings = _local_stack(tmp_path, monkeypatch, customers=CONNECT_CUSTOMERS)
     _materialize({"SALES_PLATFORM_SPARK_REMOTE": url}, tmp_path / "run.log")
     _assert_marts_equal_recompute(settings)
 

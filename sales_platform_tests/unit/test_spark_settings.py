@@ -9,7 +9,12 @@ import pytest
 from sales_platform.defs.resources import build_resources
 from sales_platform.settings import Settings, SparkSettings, parse_spark_conf
 from sales_platform.spark_cli import CONNECT_SERVER_CLASS, connect_server_argv
-from sales_platform.storage.spark import BASE_SPARK_CONF, SparkResource, session_conf
+from sales_platform.storage.spark import (
+    BASE_SPARK_CONF,
+    SparkResource,
+    session_conf,
+    spark_conf,
+)
 
 TOKEN = "dapi-not-a-real-token"  # pragma: allowlist secret
 REMOTE = f"sc://spark.example.com:443/;use_ssl=true;token={TOKEN}"
@@ -151,3 +156,17 @@ def test_connect_server_on_loopback_with_the_platform_settings():
     assert conf["spark.executor.memory"] == "2g"
     for key, value in BASE_SPARK_CONF.items():
         assert conf[key] == value
+
+
+def test_snapshots_travel_inline_through_connect_on_server_and_client():
+    """Spark's default sends a DataFrame made from the run's memory larger than 1 MiB (20 000
+    customers are 7.7 MB) as an artifact, an upload that failed on the platform's server: the
+    platform raises the limit to just under the 128 MiB gRPC message limit, on the server
+    `spark-server` starts and on every client session (a server it did not start included)."""
+    key = "spark.sql.session.localRelationCacheThreshold"
+    client = session_conf(spark_conf())
+    assert 64 * 2**20 <= int(client[key]) < 128 * 2**20
+    argv = connect_server_argv(port=15999)
+    assert f"{key}={client[key]}" in argv
+    # A user's own setting still wins (SALES_PLATFORM_SPARK_CONF is applied last).
+    assert f"{key}=1024" in connect_server_argv(port=15999, extra_conf={key: "1024"})
