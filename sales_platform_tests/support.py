@@ -96,3 +96,26 @@ def today_clear_of_midnight(margin: timedelta = timedelta(minutes=10)) -> date:
     if midnight - now < margin:
         sleep((midnight - now).total_seconds() + 1)
     return datetime.now(UTC).date()
+
+
+def add_asset_backfill(
+    instance: dg.DagsterInstance, asset_graph, backfill_id: str, days: list[str], assets: list
+):
+    """An asset backfill of `assets` over `days`, as the UI launches one (runs not made yet)."""
+    from dagster._core.execution.backfill import PartitionBackfill  # Dagster offers no public one
+
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=backfill_id,
+        asset_graph=asset_graph,
+        partition_names=days,
+        asset_selection=assets,
+        backfill_timestamp=datetime.now(UTC).timestamp(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill

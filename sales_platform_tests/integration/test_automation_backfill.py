@@ -4,11 +4,11 @@ refresh per month whose marts equal the independent recompute.
 """
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import pytest
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._core.test_utils import (
@@ -29,6 +29,7 @@ from sales_platform_tests.integration.test_automation import (
     assert_marts_match_oracle,
     stack,  # noqa: F401 - the fixture
 )
+from sales_platform_tests.support import add_asset_backfill
 
 pytestmark = pytest.mark.integration
 
@@ -72,20 +73,13 @@ def test_ten_day_backfill_is_one_run_then_one_refresh_per_month(stack, instance,
     assert snapshot.success
 
     with create_test_daemon_workspace_context(_code_location(), instance) as workspace:
-        backfill = PartitionBackfill.from_asset_partitions(
-            backfill_id="ten-days",
-            asset_graph=workspace.create_request_context().asset_graph,
-            partition_names=days,
-            asset_selection=[RAW, FACT],
-            backfill_timestamp=datetime.now(UTC).timestamp(),
-            tags={},
-            dynamic_partitions_store=instance,
-            all_partitions=False,
-            title=None,
-            description=None,
-            run_config=None,
+        add_asset_backfill(
+            instance,
+            workspace.create_request_context().asset_graph,
+            "ten-days",
+            days,
+            [RAW, FACT],
         )
-        instance.add_backfill(backfill)
         # New snapshots are no reason to refresh a month.
         waiting = _tick(defs, instance, watching.cursor)
         assert waiting.run_requests == []

@@ -17,7 +17,7 @@ import pytest
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.definitions.freshness_evaluator import CronFreshnessPolicyEvaluator
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.test_utils import BasicLoadingContext, freeze_time
 
 from sales_platform.definitions import build_definitions
@@ -26,6 +26,7 @@ from sales_platform.defs.marts.automation import MART_KEYS, MARTS_FOLLOW_FACT, m
 from sales_platform.defs.marts.month_end import previous_month
 from sales_platform.settings import AutomationSettings, Settings
 from sales_platform.storage.object_store import LocalObjectStore
+from sales_platform_tests.support import add_asset_backfill
 
 FACT = dg.AssetKey("sales_enriched")
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -187,20 +188,9 @@ def test_a_month_waits_for_a_range_run_and_a_backfill(defs, instance, first):
         assets=[FACT],
     )
     # An asset backfill whose runs do not exist yet.
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id="bf1",
-        asset_graph=defs.resolve_asset_graph(),
-        partition_names=["2023-04-20", "2023-04-21"],
-        asset_selection=[FACT],
-        backfill_timestamp=datetime.now(UTC).timestamp(),
-        tags={},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=None,
-        description=None,
-        run_config=None,
+    backfill = add_asset_backfill(
+        instance, defs.resolve_asset_graph(), "bf1", ["2023-04-20", "2023-04-21"], [FACT]
     )
-    instance.add_backfill(backfill)
     result = _tick(defs, instance, first)
     assert _months(result) == ["2023-05-01"]
 
