@@ -302,6 +302,9 @@ def commit(
             if store.move(landed.obj.key, target, if_etag=landed.obj.etag, metadata=meta):
                 fault("ingest.archived")
                 ledger.archived(outcome.version, target)
+        else:
+            # A run killed between its move and the record above left the row without it.
+            ledger.archived(outcome.version, landed.obj.key)
     return accepted, quarantine
 
 

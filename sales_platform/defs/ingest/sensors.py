@@ -102,6 +102,12 @@ def landing_sensor(
             # The run that last handled another version of the key: a revert is a new run.
             others = [v for v in versions if v["etag"] != obj.etag]
             after[obj.key] = others[-1]["run_id"] if others else ""
+        else:
+            # Settled, yet still in landing: its run died between the ledger and the move (or
+            # the same bytes were sent again). The day runs again to move it; the run that
+            # settled it is in the key, so this is a new run key, once per such run.
+            by_day[day.isoformat()].append(obj)
+            after[obj.key] = f"settled-by:{versions[-1]['run_id']}"
 
     cutoff = (now - RECENT_FOR).timestamp()
     recent = {k: t for k, t in recent.items() if t >= cutoff}
