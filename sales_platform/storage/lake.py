@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sales_platform.column_docs import column_schema
+from sales_platform.faults import fault
 from sales_platform.schemas import LAKE_SCHEMAS
 from sales_platform.storage import iceberg
 from sales_platform.storage.database import Database
@@ -296,9 +297,11 @@ class Lake:
                     sizes[p] += path.stat().st_size
                     if upload or key.endswith("-empty.parquet"):
                         self.store.put_file(path, key)
+                        fault("lake.uploaded", asset)
         finally:
             shutil.rmtree(marker, ignore_errors=True)
         snapshot_id = self._commit(table, asset, partitions, added, write_id)
+        fault("lake.committed", asset)
         ident = iceberg.identifier(asset)
         return [
             PartitionWrite(p, rows[p], sizes[p], len(files[p]), snapshot_id, ident)

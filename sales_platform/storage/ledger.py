@@ -110,7 +110,18 @@ class Ledger:
         )
 
     def archived(self, version: FileVersion, archived_key: str) -> None:
-        self._finish(version, archived_key=archived_key)
+        """Record where the version was archived; a row that already says so is left as is
+        (its updated_date orders the key's versions for the sensor)."""
+        t = ledger_table.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                ledger_table.update()
+                .where(
+                    self._where(version),
+                    sa.or_(t.archived_key.is_(None), t.archived_key != archived_key),
+                )
+                .values(updated_date=_now(), archived_key=archived_key)
+            )
 
     def _finish(self, version: FileVersion, **values) -> None:
         with self.engine.begin() as conn:

@@ -24,6 +24,8 @@ from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 from pydantic import Field
 
+from sales_platform.faults import fault
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -295,6 +297,7 @@ class S3ObjectStore:
             if _code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
                 return False
             raise
+        fault("archive.copied")
         delete = {"Bucket": self.bucket, "Key": self._key(src_key)}
         if if_etag is not None:
             # Conditional delete (S3 and moto honour If-Match on DeleteObject): a re-upload

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 
+from sales_platform.faults import fault
 from sales_platform.schemas import MART_SPARK_SCHEMAS, MART_TABLES
 from sales_platform.storage.database import Database
 from sales_platform.storage.warehouse_check import verify_tables
@@ -59,8 +60,10 @@ def replace_window(
     # One writer per table (see write_lock): concurrent replaces queue instead of deadlocking.
     with engine.connect() as conn, table_write_lock(conn, table.name), conn.begin():
         deleted = conn.execute(table.delete().where(_window_filter(table, column_name, window)))
+        fault("warehouse.deleted")
         for start in range(0, len(rows), INSERT_BATCH):
             conn.execute(table.insert(), rows[start : start + INSERT_BATCH])
+    fault("warehouse.committed")
     return deleted.rowcount
 
 

@@ -21,6 +21,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from sales_platform.faults import fault
 from sales_platform.schemas import ERROR_PREFIX
 from sales_platform.storage.lake import Lake, PartitionWrite, StagedWrite
 from sales_platform.storage.landing import (
@@ -169,6 +170,7 @@ def stage_days(
     the days are staged again without it, so one file never holds back the others.
     """
     by_day = current_files(store, days)
+    fault("landing.listed")
     files = [f for day in days for f in by_day.get(day, [])]
     inspector = _Inspector(store, ledger, lake, run_id)
     outcomes, good = _admit(inspector, files)
@@ -267,7 +269,9 @@ def commit(
     the rerun rebuilds the same partitions from them.
     """
     quarantine = lake.publish(load.quarantine)
+    fault("ingest.quarantine_published")
     accepted = lake.publish(load.accepted)
+    fault("ingest.accepted_published")
     for outcome in load.files:
         if outcome.reason is None:
             ledger.complete(
@@ -278,6 +282,7 @@ def commit(
             )
         else:
             ledger.reject(outcome.version, outcome.reason, outcome.rows_read or None)
+        fault("ledger.settled")
     for outcome in load.files:
         landed = outcome.landed
         if outcome.reason is not None:
@@ -295,7 +300,11 @@ def commit(
             target = archive_key(landed.landing_key, landed.business_date)
             meta = identity_metadata(landed.landing_key, landed.identity, target)
             if store.move(landed.obj.key, target, if_etag=landed.obj.etag, metadata=meta):
+                fault("ingest.archived")
                 ledger.archived(outcome.version, target)
+        else:
+            # A run killed between its move and the record above left the row without it.
+            ledger.archived(outcome.version, landed.obj.key)
     return accepted, quarantine
 
 

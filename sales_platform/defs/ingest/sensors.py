@@ -13,6 +13,7 @@ from sales_platform.defs.ingest.daily_load import move_to_error
 from sales_platform.defs.ingest.observations import files_landed_event
 from sales_platform.defs.jobs import daily_sales_job
 from sales_platform.defs.partitions import has_day
+from sales_platform.faults import fault
 from sales_platform.log_config import get_logger
 from sales_platform.schemas import LANDING_PREFIX
 from sales_platform.storage.database import Database
@@ -101,6 +102,12 @@ def landing_sensor(
             # The run that last handled another version of the key: a revert is a new run.
             others = [v for v in versions if v["etag"] != obj.etag]
             after[obj.key] = others[-1]["run_id"] if others else ""
+        else:
+            # Settled, yet still in landing: its run died between the ledger and the move (or
+            # the same bytes were sent again). The day runs again to move it; the run that
+            # settled it is in the key, so this is a new run key, once per such run.
+            by_day[day.isoformat()].append(obj)
+            after[obj.key] = f"settled-by:{versions[-1]['run_id']}"
 
     cutoff = (now - RECENT_FOR).timestamp()
     recent = {k: t for k, t in recent.items() if t >= cutoff}
@@ -119,6 +126,9 @@ def landing_sensor(
             )
         )
         events.append(files_landed_event(day, day_objects))
+    # The daemon submits the requests, then saves the cursor: a crash between the two is
+    # harmless, as the next tick asks again under the same run keys and Dagster skips those.
+    fault("sensor.requested")
     return dg.SensorResult(
         run_requests=run_requests,
         asset_events=events,
