@@ -109,6 +109,31 @@ def s3_bucket(s3_endpoint):
 
 
 @pytest.fixture(scope="session")
+def connect_server(tmp_path_factory):
+    """`sales-platform spark-server`, as an operator runs it (smaller), started once: its URL
+    (`sc://...`) and its log. Runs that use it are thin clients and pay no JVM start."""
+    import sys
+    from pathlib import Path
+
+    from sales_platform.spark_cli import LOOPBACK, free_port, start, stop, wait_for_port
+
+    folder = tmp_path_factory.mktemp("connect-server")
+    port, log = free_port(), folder / "server.log"
+    process = start(
+        [str(Path(sys.executable).parent / "sales-platform"), "spark-server"]
+        + ["--port", str(port), "--driver-memory", "1g"],
+        log,
+        SALES_PLATFORM_SPARK_MASTER="local[2]",
+        SALES_PLATFORM_SPARK_CONF=f"spark.local.dir={folder / 'scratch'}",
+    )
+    try:
+        wait_for_port(port, process, 120, "Spark Connect server")  # bounded: never hang CI
+        yield f"sc://{LOOPBACK}:{port}", log
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
 def local_dataset(spark, tmp_path_factory):
     """The shared month- and year-crossing data set on the local stack, run once (datasets.py)."""
     from sales_platform_tests.datasets import build_dataset
@@ -141,12 +166,19 @@ def dataset(request):
     return request.getfixturevalue(f"{request.param}_dataset")
 
 
-DATASET_FIXTURES = {"local_dataset", "prod_dataset", "dataset"}
+# Tests that share an expensive session fixture run on one worker, so it is made once.
+SHARED_FIXTURE_GROUPS = {
+    "local_dataset": "datasets",
+    "prod_dataset": "datasets",
+    "dataset": "datasets",
+    "connect_server": "connect_server",
+}
 # The longest groups start first, so the two workers finish together (measured with
 # --durations: the daemon scenario alone is about five minutes).
 LONGEST_FIRST = [
     "test_unattended",
     "datasets",
+    "connect_server",
     "test_ui",
     "test_spark_engines",
     "test_automation",
@@ -160,11 +192,13 @@ def pytest_collection_modifyitems(config, items):
     """Every test under integration/ carries the marker, so `-m "not integration"` is fast.
 
     Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) a worker takes a whole group:
-    the tests that read a shared data set form one group, so each data set is built once; every
-    other integration module is a group of its own, so its module fixtures are set up once."""
+    the tests that read a shared data set (or the Connect server) form one group, so it is made
+    once; every other integration module is a group of its own, so its module fixtures are set
+    up once."""
     for item in items:
-        if DATASET_FIXTURES & set(item.fixturenames):
-            item.add_marker(pytest.mark.xdist_group("datasets"))
+        shared = [SHARED_FIXTURE_GROUPS[f] for f in item.fixturenames if f in SHARED_FIXTURE_GROUPS]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
         elif "integration" in item.path.parent.parts[-1:]:
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
 

@@ -47,7 +47,6 @@ from sales_platform.storage.landing import META_LANDING_ETAG
 from sales_platform.storage.warehouse import ensure_tables
 from sales_platform_tests.conftest import mariadb_database, new_bucket
 from sales_platform_tests.datasets import in_key_order
-from sales_platform_tests.integration.test_spark_engines import connect_server  # noqa: F401
 from sales_platform_tests.oracle import expect_before_run
 from sales_platform_tests.support import stack_environ
 
@@ -122,7 +121,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(s3_endpoint, connect_server, tmp_path_factory):  # noqa: F811
+def stack(s3_endpoint, connect_server, tmp_path_factory):
     url, _ = connect_server
     tmp = tmp_path_factory.mktemp("faults")
     with mariadb_database() as db_url, pytest.MonkeyPatch.context() as mp:

@@ -64,24 +64,6 @@ def _wait_for_line(log: Path, pattern: str, process: subprocess.Popen, what: str
 
 
 @pytest.fixture(scope="module")
-def connect_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """`sales-platform spark-server`, as an operator runs it (smaller): its URL and its log."""
-    folder = tmp_path_factory.mktemp("connect-server")
-    port, log = free_port(), folder / "server.log"
-    process = start(
-        [str(SALES_PLATFORM), "spark-server", "--port", str(port), "--driver-memory", "1g"],
-        log,
-        SALES_PLATFORM_SPARK_MASTER="local[2]",
-        SALES_PLATFORM_SPARK_CONF=f"spark.local.dir={folder / 'scratch'}",
-    )
-    try:
-        wait_for_port(port, process, START_TIMEOUT, "Spark Connect server")
-        yield f"sc://{LOOPBACK}:{port}", log
-    finally:
-        stop(process)
-
-
-@pytest.fixture(scope="module")
 def standalone_cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A standalone master and one worker (1 core, 1 GB), separate JVMs: the master URL and the
     worker's log."""
