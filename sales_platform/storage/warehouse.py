@@ -38,7 +38,14 @@ def _window_filter(table: sa.Table, column_name: str, window: dg.TimeWindow):
 
 def ensure_tables(engine: sa.Engine, tables: list[sa.Table]) -> None:
     """Create the missing tables; fail if an existing one differs from schemas.py."""
-    tables[0].metadata.create_all(engine, tables=tables, checkfirst=True)
+    try:
+        tables[0].metadata.create_all(engine, tables=tables, checkfirst=True)
+    except sa.exc.OperationalError as exc:
+        # Two runs starting at once on a new warehouse both found a table missing; the other
+        # one created it first. Check again, then verify what is there.
+        if "already exists" not in str(exc.orig):
+            raise
+        tables[0].metadata.create_all(engine, tables=tables, checkfirst=True)
     verify_tables(engine, tables)
 
 
