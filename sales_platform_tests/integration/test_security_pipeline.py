@@ -263,25 +263,25 @@ def secured_run(spark, s3_endpoint, tmp_path_factory):
         marker = f"captured-{uuid.uuid4().hex}"
         exit_code, text = _run_in_subprocess(environ, tmp, marker)
         pii_key = _derive_pii_key(base64.urlsafe_b64decode(master_key))
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DAGSTER_HOME", str(home))
-            with dg.DagsterInstance.get() as instance:
-                yield SecuredRun(
-                    admin=admin_db,
-                    database=database,
-                    runtime_url=runtime_url,
-                    bucket=bucket,
-                    client=client,
-                    instance=instance,
-                    exit_code=exit_code,
-                    captured=text,
-                    marker=marker,
-                    data_dir=tmp / "data",
-                    hostile_customer=hostile_customer,
-                    secrets=_secret_forms(master_key, password, pii_key),
-                    needles=needles,
-                    cells=cells,
-                )
+        # The run's instance, read without touching the environment: the fixture lives for the
+        # whole session.
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield SecuredRun(
+                admin=admin_db,
+                database=database,
+                runtime_url=runtime_url,
+                bucket=bucket,
+                client=client,
+                instance=instance,
+                exit_code=exit_code,
+                captured=text,
+                marker=marker,
+                data_dir=tmp / "data",
+                hostile_customer=hostile_customer,
+                secrets=_secret_forms(master_key, password, pii_key),
+                needles=needles,
+                cells=cells,
+            )
     finally:
         admin_db.dispose()
         with admin.begin() as conn:

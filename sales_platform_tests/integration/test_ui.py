@@ -154,7 +154,9 @@ class Demo:
     root: object
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: the demo is the suite's second most expensive set-up; made once per worker
+# even when a module fixture would be set up again (seen under pytest-xdist).
+@pytest.fixture(scope="session")
 def ui(tmp_path_factory):
     """`sales-platform demo` on a fresh local stack, then the webserver on its instance."""
     root = tmp_path_factory.mktemp("ui")
@@ -191,19 +193,21 @@ def ui(tmp_path_factory):
             run_ids = {r.run_id for r in instance.get_runs()}
         defs = build_definitions(settings)
 
-        port = free_port()
-        service = start(
-            "webserver",
-            webserver_command(port),
-            dict(os.environ),
-            root / "logs",
-            base_url=f"http://127.0.0.1:{port}",
-        )
-        with running(service):
-            wait_for_http(service)
-            wait_for_code_location(service)
-            months = sorted({d[:8] + "01" for d in days})
-            yield Demo(service, defs, days, months, rows_by_day, run_ids, root)
+        environ = dict(os.environ)
+    # The environment is restored before the tests: the fixture lives for the whole session.
+    port = free_port()
+    service = start(
+        "webserver",
+        webserver_command(port),
+        environ,
+        root / "logs",
+        base_url=f"http://127.0.0.1:{port}",
+    )
+    with running(service):
+        wait_for_http(service)
+        wait_for_code_location(service)
+        months = sorted({d[:8] + "01" for d in days})
+        yield Demo(service, defs, days, months, rows_by_day, run_ids, root)
 
 
 def _key(node: dict) -> str:
