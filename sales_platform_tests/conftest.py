@@ -188,6 +188,7 @@ LONGEST_FIRST = [
 ]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Every test under integration/ carries the marker, so `-m "not integration"` is fast.
 
