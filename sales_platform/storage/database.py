@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import sqlalchemy as sa
+import tenacity
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import make_url
 
@@ -44,6 +48,78 @@ def _strict_session(dbapi_connection, _record) -> None:
         cursor.execute("SET SESSION sql_mode = %s", (STRICT_SQL_MODE,))
     finally:
         cursor.close()
+
+
+# MySQL / MariaDB errors after which the whole transaction may simply run again: the server has
+# rolled it back (a deadlock victim), or only its last statement (a lock wait timeout: the caller's
+# `begin()` block rolls back the rest), or the connection is gone (lost, server gone away, killed
+# by an operator or a failover), so nothing uncommitted survives. Anything else (a duplicate key,
+# a syntax error, a value that does not fit) would fail the same way again: it is raised at once.
+TRANSIENT_MYSQL_ERRORS = {
+    1205: "lock wait timeout",
+    1213: "deadlock",
+    1927: "connection killed",
+    2006: "server has gone away",
+    2013: "lost connection",
+}
+TRANSACTION_ATTEMPTS = 5
+_BACKOFF_SECONDS, _BACKOFF_MAX_SECONDS = 0.2, 5.0
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class TransactionRetriesExhausted(RuntimeError):
+    """A transaction failed with a transient error on every attempt."""
+
+
+def transient_error_code(exc: BaseException) -> int | None:
+    """The MySQL error number of `exc` when it is one a retry may cure, else None."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, sa.exc.DBAPIError) else None
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code if code in TRANSIENT_MYSQL_ERRORS else None
+
+
+def retry_transaction(work: Callable[[], T], what: str, attempts: int = TRANSACTION_ATTEMPTS) -> T:
+    """`work()` (one whole transaction: it opens, commits and closes its own connection), run
+    again with exponential backoff and jitter while it fails with a transient MySQL error.
+
+    `work` must be safe to run twice, even when its commit went through but the reply was lost:
+    each caller makes it so (a month replaced whole, a conditional or repeated update). When the
+    attempts run out, the error names `what` (the table, and the month or file).
+    """
+
+    def retrying(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()
+        code = transient_error_code(exc)
+        log.warning(
+            "%s: MySQL error %s (%s), attempt %d of %d; again in %.1f s",
+            what,
+            code,
+            TRANSIENT_MYSQL_ERRORS[code],
+            state.attempt_number,
+            attempts,
+            state.upcoming_sleep,
+        )
+
+    try:
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: transient_error_code(e) is not None),
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=tenacity.wait_random_exponential(
+                multiplier=_BACKOFF_SECONDS, max=_BACKOFF_MAX_SECONDS
+            ),
+            before_sleep=retrying,
+            reraise=True,
+        )(work)
+    except sa.exc.DBAPIError as exc:
+        code = transient_error_code(exc)
+        if code is None:
+            raise
+        raise TransactionRetriesExhausted(
+            f"{what}: failed {attempts} times, the last with MySQL error {code} "
+            f"({TRANSIENT_MYSQL_ERRORS[code]}): {exc.orig}"
+        ) from exc
 
 
 def create_engine(url: str, ssl_ca: str | None = None) -> sa.Engine:

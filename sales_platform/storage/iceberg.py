@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from pyiceberg.catalog import Catalog, MetastoreCatalog, load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+from pyiceberg.io import S3_RETRY_STRATEGY_IMPL
 from pyiceberg.io.pyarrow import (
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
@@ -61,12 +62,19 @@ def file_io_properties(
     region: str | None,
     sse: str | None = None,
     sse_kms_key_id: str | None = None,
+    max_attempts: int | None = None,
 ) -> dict[str, str]:
     """pyiceberg FileIO settings for the lake's object store (credentials: boto's default
-    chain); metadata written to S3 gets the same server-side encryption as every object."""
+    chain); metadata written to S3 gets the same server-side encryption as every object, and
+    every S3 call, read or write, retries throttling and 5xx (iceberg_io)."""
     from sales_platform.storage import iceberg_io
 
-    props = {"py-io-impl": "sales_platform.storage.iceberg_io.LakeFileIO"}
+    props = {
+        "py-io-impl": "sales_platform.storage.iceberg_io.LakeFileIO",
+        S3_RETRY_STRATEGY_IMPL: "sales_platform.storage.iceberg_io.ReadRetries",
+    }
+    if max_attempts is not None:
+        props[iceberg_io.MAX_ATTEMPTS] = str(max_attempts)
     if endpoint_url:
         props["s3.endpoint"] = endpoint_url
     if region:

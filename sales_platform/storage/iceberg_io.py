@@ -4,6 +4,10 @@ Iceberg metadata (table metadata, manifest lists, manifests) must be encrypted a
 other object the platform puts (SSE-S3, or SSE-KMS with the business's key); pyarrow's S3
 filesystem cannot ask for that, so writes to S3 go through boto3 with the same settings as the
 object store. pyiceberg instantiates this class from the catalog's `py-io-impl` property.
+
+Both retry throttling and 5xx with backoff: the boto3 client is the object store's (`standard`
+mode, `max_attempts` of the store), pyarrow's filesystem gets `ReadRetries` through the
+`s3.retry-strategy-impl` property.
 """
 
 from __future__ import annotations
@@ -11,14 +15,27 @@ from __future__ import annotations
 import io
 from urllib.parse import urlparse
 
-import boto3
 from botocore.exceptions import ClientError
+from pyarrow.fs import AwsStandardS3RetryStrategy
 from pyiceberg.io import InputFile, OutputFile, OutputStream
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.typedef import EMPTY_DICT, Properties
 
+from sales_platform.storage.object_store import S3_MAX_ATTEMPTS, s3_client
+
 SSE = "sales-platform.s3.sse"
 SSE_KMS_KEY_ID = "sales-platform.s3.sse-kms-key-id"
+MAX_ATTEMPTS = "sales-platform.s3.max-attempts"
+
+
+class ReadRetries(AwsStandardS3RetryStrategy):
+    """The AWS SDK's standard retries (throttling, 5xx, with backoff) for pyarrow's reads.
+
+    pyiceberg makes it without arguments, so it keeps the platform's default attempt count.
+    """
+
+    def __init__(self):
+        super().__init__(max_attempts=S3_MAX_ATTEMPTS)
 
 
 class LakeFileIO(PyArrowFileIO):
@@ -28,10 +45,10 @@ class LakeFileIO(PyArrowFileIO):
 
     def client(self):
         if self._client is None:
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.properties.get("s3.endpoint"),
-                region_name=self.properties.get("s3.region"),
+            self._client = s3_client(
+                self.properties.get("s3.endpoint"),
+                self.properties.get("s3.region"),
+                int(self.properties.get(MAX_ATTEMPTS, S3_MAX_ATTEMPTS)),
             )
         return self._client
 

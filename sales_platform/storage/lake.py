@@ -464,6 +464,7 @@ class LakeResource(dg.ConfigurableResource):
             store.region_name,
             store.server_side_encryption,
             store.sse_kms_key_id,
+            store.max_attempts,
         )
         engine = self.catalog_db.engine() if self.catalog_db is not None else None
         return iceberg.open_catalog(self.catalog, engine, io, glue_region=self.glue_region)

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 
 from sales_platform.schemas import product_staging_table as ledger_table
+from sales_platform.storage.database import retry_transaction
 from sales_platform.storage.warehouse import ensure_tables
 
 PROCESSING, COMPLETED, REJECTED = "A", "I", "E"
@@ -64,25 +65,31 @@ class Ledger:
             values["sha256"] = sha256
         if reprocess_reason is not None:
             values["reprocess_reason"] = reprocess_reason
-        with self.engine.begin() as conn:
-            updated = conn.execute(
-                ledger_table.update().where(self._where(version)).values(**values)
-            ).rowcount
-            if updated == 0:
-                conn.execute(
-                    ledger_table.insert().values(
-                        file_name=version.key.rsplit("/", 1)[-1][:255],
-                        file_location=version.location,
-                        bucket=version.bucket,
-                        object_key=version.key,
-                        key_hash=key_hash(version.key),
-                        etag=version.etag,
-                        size_bytes=version.size,
-                        business_date=version.business_date,
-                        created_date=now,
-                        **values,
+
+        def record() -> None:
+            with self.engine.begin() as conn:
+                updated = conn.execute(
+                    ledger_table.update().where(self._where(version)).values(**values)
+                ).rowcount
+                if updated == 0:
+                    conn.execute(
+                        ledger_table.insert().values(
+                            file_name=version.key.rsplit("/", 1)[-1][:255],
+                            file_location=version.location,
+                            bucket=version.bucket,
+                            object_key=version.key,
+                            key_hash=key_hash(version.key),
+                            etag=version.etag,
+                            size_bytes=version.size,
+                            business_date=version.business_date,
+                            created_date=now,
+                            **values,
+                        )
                     )
-                )
+
+        # Run again after a lost commit reply, the row is there: the update matches it (MySQL
+        # counts matched rows, not changed ones) and nothing is inserted twice.
+        self._retried(record, version.key)
 
     def complete(
         self,
@@ -113,23 +120,36 @@ class Ledger:
         """Record where the version was archived; a row that already says so is left as is
         (its updated_date orders the key's versions for the sensor)."""
         t = ledger_table.c
-        with self.engine.begin() as conn:
-            conn.execute(
-                ledger_table.update()
-                .where(
-                    self._where(version),
-                    sa.or_(t.archived_key.is_(None), t.archived_key != archived_key),
-                )
-                .values(updated_date=_now(), archived_key=archived_key)
+        self._update(
+            version.key,
+            ledger_table.update()
+            .where(
+                self._where(version),
+                sa.or_(t.archived_key.is_(None), t.archived_key != archived_key),
             )
+            .values(updated_date=_now(), archived_key=archived_key),
+        )
 
     def _finish(self, version: FileVersion, **values) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                ledger_table.update()
-                .where(self._where(version))
-                .values(updated_date=_now(), **values)
-            )
+        self._update(
+            version.key,
+            ledger_table.update().where(self._where(version)).values(updated_date=_now(), **values),
+        )
+
+    def _update(self, key: str, statement: sa.Update) -> int:
+        """One UPDATE in its own transaction, retried: the same values set twice are set once."""
+
+        def update() -> int:
+            with self.engine.begin() as conn:
+                return conn.execute(statement).rowcount
+
+        return self._retried(update, key)
+
+    @staticmethod
+    def _retried(work, key: str):
+        # A deadlock or a lost connection is retried (storage/database.py); the error that
+        # outlasts the retries names the ledger table and the file.
+        return retry_transaction(work, f"{ledger_table.name} {key}")
 
     def original_of(
         self, sha256: str, key: str, bucket: str, business_date: date | None = None
@@ -172,12 +192,12 @@ class Ledger:
         """Record an operator's decision that this content of `key` is loaded even if it looks
         like a duplicate. Returns the number of ledger rows marked."""
         t = ledger_table.c
-        with self.engine.begin() as conn:
-            return conn.execute(
-                ledger_table.update()
-                .where(t.bucket == bucket, t.key_hash == key_hash(key), t.sha256 == sha256)
-                .values(reprocess_reason=reason, updated_date=_now())
-            ).rowcount
+        return self._update(
+            key,
+            ledger_table.update()
+            .where(t.bucket == bucket, t.key_hash == key_hash(key), t.sha256 == sha256)
+            .values(reprocess_reason=reason, updated_date=_now()),
+        )
 
     def reprocess_reason(self, bucket: str, key: str, sha256: str) -> str | None:
         """The operator's reason to push this content of `key` through, if one was recorded."""

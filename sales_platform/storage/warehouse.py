@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame
 
 from sales_platform.faults import fault
 from sales_platform.schemas import MART_SPARK_SCHEMAS, MART_TABLES
-from sales_platform.storage.database import Database
+from sales_platform.storage.database import Database, retry_transaction
 from sales_platform.storage.warehouse_check import verify_tables
 from sales_platform.storage.write_lock import table_write_lock
 
@@ -64,14 +64,21 @@ def replace_window(
         raise ValueError(
             f"{table.name}: {len(stray)} row(s) outside {low}..{high} (first {stray[0]})"
         )
-    # One writer per table (see write_lock): concurrent replaces queue instead of deadlocking.
-    with engine.connect() as conn, table_write_lock(conn, table.name), conn.begin():
-        deleted = conn.execute(table.delete().where(_window_filter(table, column_name, window)))
-        fault("warehouse.deleted")
-        for start in range(0, len(rows), INSERT_BATCH):
-            conn.execute(table.insert(), rows[start : start + INSERT_BATCH])
+
+    def replace() -> int:
+        # One writer per table (see write_lock): concurrent replaces queue instead of deadlocking.
+        with engine.connect() as conn, table_write_lock(conn, table.name), conn.begin():
+            deleted = conn.execute(table.delete().where(_window_filter(table, column_name, window)))
+            fault("warehouse.deleted")
+            for start in range(0, len(rows), INSERT_BATCH):
+                conn.execute(table.insert(), rows[start : start + INSERT_BATCH])
+        return deleted.rowcount
+
+    # A lost connection or a deadlock rolls the month back whole; the replace runs again (after
+    # a commit whose reply was lost too: it deletes the new rows and inserts them once more).
+    deleted = retry_transaction(replace, f"{table.name} {column_name} {low}..{high} (exclusive)")
     fault("warehouse.committed")
-    return deleted.rowcount
+    return deleted
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):
