@@ -109,8 +109,8 @@ def expected_quarantine(stack: World) -> Counter:
 
 def expected_marts(stack: World, month: date) -> tuple[list[dict], list[dict]]:
     return (
-        in_key_order(customers_data_mart_table, stack.expected.customermart(month)),
-        in_key_order(sales_team_data_mart_table, stack.expected.sales_teammart(month)),
+        in_key_order(customers_data_mart_table, stack.expected.customer_mart(month)),
+        in_key_order(sales_team_data_mart_table, stack.expected.sales_team_mart(month)),
     )
 
 

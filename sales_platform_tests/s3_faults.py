@@ -137,11 +137,16 @@ class FaultyS3:
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
 
 
+class _QuietHandler(MotoRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:  # a run makes thousands of calls
+        pass
+
+
 @contextlib.contextmanager
 def faulty_s3_endpoint() -> Iterator[tuple[str, FaultyS3]]:
     """A second endpoint on moto's state (start `s3_endpoint` first): its URL and its faults."""
     faults = FaultyS3(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, faults, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", 0, faults, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -12,12 +12,15 @@ mode, `max_attempts` of the store), pyarrow's filesystem gets `ReadRetries` thro
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
+import pyarrow as pa
 from botocore.exceptions import ClientError
 from pyarrow.fs import AwsStandardS3RetryStrategy
-from pyiceberg.io import InputFile, OutputFile, OutputStream
+from pyiceberg.io import InputFile, InputStream, OutputFile, OutputStream
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.typedef import EMPTY_DICT, Properties
 
@@ -51,6 +54,9 @@ class LakeFileIO(PyArrowFileIO):
                 int(self.properties.get(MAX_ATTEMPTS, S3_MAX_ATTEMPTS)),
             )
         return self._client
+
+    def new_input(self, location: str) -> InputFile:
+        return _NamedInput(super().new_input(location))
 
     def new_output(self, location: str) -> OutputFile:
         if urlparse(location).scheme in ("s3", "s3a"):
@@ -109,3 +115,65 @@ class _S3OutputFile(OutputFile):
             if sse == "aws:kms" and self._io.properties.get(SSE_KMS_KEY_ID):
                 extra["SSEKMSKeyId"] = self._io.properties[SSE_KMS_KEY_ID]
         self._io.client().put_object(Bucket=self._bucket, Key=self._key, Body=data, **extra)
+
+
+@contextlib.contextmanager
+def _naming(location: str) -> Iterator[None]:
+    """pyarrow's S3 errors name the operation, not the object: add it (once the retries are
+    over). Its subclasses (FileNotFoundError, PermissionError) are pyiceberg's to handle."""
+    try:
+        yield
+    except OSError as exc:
+        if type(exc) is not OSError or location in str(exc):
+            raise
+        raise OSError(f"{exc} ({location})") from exc
+
+
+class _NamedInput(InputFile):
+    """pyarrow's input file, whose errors name it."""
+
+    def __init__(self, inner: InputFile):
+        super().__init__(inner.location)
+        self._inner = inner
+
+    def __len__(self) -> int:
+        with _naming(self.location):
+            return len(self._inner)
+
+    def exists(self) -> bool:
+        with _naming(self.location):
+            return self._inner.exists()
+
+    def open(self, seekable: bool = True) -> InputStream:
+        with _naming(self.location):
+            stream = self._inner.open(seekable=seekable)
+        # Still a pyarrow file (pyiceberg hands it to pyarrow's Parquet reader), whose reads
+        # name the object when they fail.
+        return pa.PythonFile(_NamedStream(stream, self.location), mode="r")
+
+
+class _NamedStream(io.RawIOBase):
+    def __init__(self, inner: InputStream, location: str):
+        super().__init__()
+        self._inner, self._location = inner, location
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        with _naming(self._location):
+            return self._inner.read() if size is None or size < 0 else self._inner.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with _naming(self._location):
+            return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()

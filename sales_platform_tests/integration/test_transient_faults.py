@@ -26,6 +26,7 @@ import dagster as dg
 import pymysql
 import pytest
 import sqlalchemy as sa
+from botocore.exceptions import ClientError
 
 from sales_platform.cli import _resources, range_plan
 from sales_platform.definitions import build_definitions
@@ -37,8 +38,9 @@ from sales_platform.schemas import (
     sales_team_data_mart_table,
 )
 from sales_platform.settings import Settings
-from sales_platform.storage import database, warehouse
+from sales_platform.storage import database, iceberg, iceberg_io, warehouse
 from sales_platform.storage.database import TransactionRetriesExhausted, create_engine
+from sales_platform.storage.iceberg_io import LakeFileIO
 from sales_platform.storage.ledger import FileVersion, Ledger
 from sales_platform.storage.object_store import S3ObjectStore, s3_client
 from sales_platform.storage.warehouse import ensure_tables, replace_window
@@ -292,12 +294,41 @@ def test_every_s3_call_retries_throttling_and_names_the_object_when_it_gives_up(
         assert store.get_bytes("a/x.csv") == b"x" * 100
         assert [o.key for o in store.list("")] == ["a/x.csv"]
 
+        # Given up (after one retry here, to keep the test short): the error names the object.
+        impatient = S3ObjectStore(s3_client(url, "us-east-1", max_attempts=1), bucket, "root")
         faults.fail("GetObject", FOREVER, 503)
-        with pytest.raises(Exception) as raised:
-            store.get_bytes("a/x.csv")
+        with pytest.raises(ClientError) as raised:
+            impatient.get_bytes("a/x.csv")
         message = str(raised.value)
         assert "SlowDown" in message and "GetObject" in message, message
+        assert "reached max retries: 1" in message, message
         assert f"s3://{bucket}/root/a/x.csv" in message, message
+
+
+@pytest.mark.timeout(120)
+def test_iceberg_reads_through_pyarrow_retry_and_name_the_object_when_they_give_up(
+    s3_endpoint, monkeypatch
+):
+    # Three attempts (the first included: the AWS SDK's count) instead of five: a shorter test.
+    monkeypatch.setattr(iceberg_io, "S3_MAX_ATTEMPTS", 3)
+    bucket = new_bucket(s3_endpoint)
+    with faulty_s3_endpoint() as (url, faults):
+        file_io = LakeFileIO(iceberg.file_io_properties(url, "us-east-1"))
+        location = f"s3://{bucket}/lake/t/metadata/v1.metadata.json"
+        with file_io.new_output(location).create() as out:
+            out.write(b"{}" * 2000)  # above the size of an error reply (see s3_faults)
+        for op in ("HeadObject", "GetObject"):
+            faults.fail(op, 1, 503, client="pyarrow")
+            faults.fail(op, 1, 500, client="pyarrow")
+        with file_io.new_input(location).open() as stream:
+            assert stream.read() == b"{}" * 2000
+        assert faults.injected == {("HeadObject", "pyarrow"): 2, ("GetObject", "pyarrow"): 2}
+
+        faults.fail("GetObject", FOREVER, 503, client="pyarrow")
+        with pytest.raises(OSError) as raised, file_io.new_input(location).open() as stream:
+            stream.read()
+        message = str(raised.value)
+        assert "GetObject" in message and location in message, message
 
 
 def test_a_killed_connection_mid_replace_keeps_the_month_whole_and_the_retry_replaces_it(
