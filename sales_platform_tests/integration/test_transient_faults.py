@@ -250,6 +250,7 @@ def test_a_fault_outlasting_the_retries_fails_the_run_naming_it_and_a_rerun_conv
         assert "SlowDown" in message and "CopyObject" in message, message
         assert "reached max retries" in message and key in message, message
         assert_nothing_lost_or_half_published(stack, "archive copy throttled")
+        print(f"\nS3 gave up: {next(m for m in message.splitlines() if 'CopyObject' in m)}")
         stack.faults.clear()
 
         # Every insert into the seller mart deadlocks: the daily run succeeds, the marts fail
@@ -262,6 +263,7 @@ def test_a_fault_outlasting_the_retries_fails_the_run_naming_it_and_a_rerun_conv
         assert f"{sales_team_data_mart_table.name} sales_month " in message, message
         assert "failed 5 times, the last with MySQL error 1213 (deadlock)" in message, message
         assert_nothing_lost_or_half_published(stack, "seller mart deadlocked")
+        print(f"MySQL gave up: {next(m for m in message.splitlines() if 'failed 5' in m)}")
         sql.faults.clear()
 
         # Without faults the marts run again and everything converges.
