@@ -442,6 +442,38 @@ def test_a_lost_commit_reply_is_retried_and_the_write_lands_once(mariadb_url, mo
         assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 5
 
 
+def test_a_real_lock_wait_timeout_on_a_ledger_update_is_retried_until_the_lock_is_freed(
+    mariadb_url,
+):
+    """Another session holds the file's ledger row; the update times out (1205, after 1 s
+    here), InnoDB rolls back that statement only, the retry runs once the row is free."""
+    engine = create_engine(mariadb_url)
+    sa.event.listen(
+        engine,
+        "connect",
+        lambda dbapi, _: dbapi.cursor().execute("SET SESSION innodb_lock_wait_timeout = 1"),
+    )
+    ledger = Ledger(engine)
+    version = FileVersion("b", f"{LANDING_PREFIX}2024-01-01/f.csv", "e1", "s3://b/k", None, 10)
+    ledger.start(version, "run-1")
+    holder = create_engine(mariadb_url).connect()
+    holder.begin()
+    holder.execute(sa.select(product_staging_table).with_for_update()).all()
+    released = threading.Timer(1.5, holder.close)  # closing rolls back: the lock is freed
+    released.start()
+    timeouts = []
+
+    def count_timeouts(context) -> None:
+        if getattr(context.original_exception, "args", (None,))[0] == 1205:
+            timeouts.append(1)
+
+    sa.event.listen(engine, "handle_error", count_timeouts)
+    ledger.complete(version, 10, 9, 1)
+    released.join()
+    assert timeouts, "the update never waited on the lock"
+    assert ledger_rows_status(ledger) == ["I"]
+
+
 def test_a_ledger_update_that_deadlocks_every_time_fails_naming_the_table_and_file(
     mariadb_url, monkeypatch
 ):
