@@ -11,6 +11,7 @@ connections and never say a word (a firewall that drops, a server that froze).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
 
 from sales_platform.cli import _resources
 from sales_platform.faults import FAULT_VAR
@@ -113,12 +115,13 @@ def test_a_missing_bucket(prod_env):
 
 @pytest.mark.timeout(BOUND + 30)
 def test_a_database_that_refuses(prod_env, closed_port):
-    url = f"mysql+pymysql://sales:secret-pw@127.0.0.1:{closed_port}/sales"
-    prod_env["SALES_PLATFORM_WAREHOUSE_DB_URL"] = url
+    password = secrets.token_hex(8)
+    url = URL.create("mysql+pymysql", "sales", password, "127.0.0.1", closed_port, "sales")
+    prod_env["SALES_PLATFORM_WAREHOUSE_DB_URL"] = url.render_as_string(hide_password=False)
     last = _assert_fails(
         prod_env, 2, f"warehouse database mysql+pymysql://sales:***@127.0.0.1:{closed_port}/sales"
     )
-    assert "Connection refused" in last and "secret-pw" not in last
+    assert "Connection refused" in last and password not in last
 
 
 @pytest.mark.timeout(BOUND + 30)
