@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sales_platform.demo_cli import add_demo_command
 from sales_platform.files_cli import add_files_commands
 from sales_platform.lake_cli import add_lake_commands
-from sales_platform.preflight import SettingsError, load_settings
+from sales_platform.preflight import SettingsError, check_services, load_settings
 from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
 from sales_platform.serve import add_serve_command
 from sales_platform.settings import Settings
@@ -186,7 +186,7 @@ def require_instance() -> dg.DagsterInstance:
 def _materialize(args: argparse.Namespace) -> None:
     from sales_platform.launch import run_in_code_location
 
-    load_settings()
+    check_services(load_settings())
     plan = range_plan(args.start, args.end)
     started = time.monotonic()
     with require_instance() as instance:

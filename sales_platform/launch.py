@@ -70,11 +70,19 @@ def launch(job: str, tags: dict[str, str]) -> str:
     return run_id
 
 
+def error_summary(error) -> str:
+    """The first line of what failed: below Dagster's wrappers ("Error occurred while executing
+    op ...:"), the error they wrap, which names the table, object or setting."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    return (error.message.strip().splitlines() or [error.cls_name or "error"])[0]
+
+
 def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
     for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         error = event.dagster_event.step_failure_data.error
         if error is not None:
-            return error.message.strip().splitlines()[0]
+            return error_summary(error)
     for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
         if event.message:
             return event.message.strip().splitlines()[0]

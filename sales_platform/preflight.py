@@ -2,12 +2,17 @@
 
 A missing or malformed setting would otherwise surface deep inside a Dagster run as a long
 stack trace. The CLI (`cli.main`) prints a `SettingsError` as one line and exits 2.
+`check_services` also reaches the S3 bucket and both databases, each within a bounded time, so
+a wrong endpoint, a missing bucket or a database that does not answer stops a command at once
+with what and where, instead of failing (or hanging) inside its first run.
 """
 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlparse
 
+import dagster as dg
 import sqlalchemy as sa
 
 from sales_platform.settings import (
@@ -89,3 +94,67 @@ def _check_db_url(variable: str, value: str | None) -> None:
     except sa.exc.ArgumentError:
         # Never echo the value: it holds a password.
         raise SettingsError(f"{variable} is not a database URL: {_DB_URL_FIX}") from None
+
+
+# Each check waits at most this long for one answer (and tries S3 twice): a service that does
+# not answer fails the command in well under a minute.
+SERVICE_TIMEOUT_SECONDS = 10
+
+
+class ServiceUnreachable(SettingsError):
+    """The bucket or a database cannot be reached; the message names which, and where."""
+
+
+def check_services(settings: Settings, timeout: int = SERVICE_TIMEOUT_SECONDS) -> None:
+    """Reach the landing bucket (prod) and both databases, or raise ServiceUnreachable."""
+    from sales_platform.defs.resources import build_resources
+
+    every = build_resources(settings)
+    with dg.build_resources({k: every[k] for k in ("landing", *_DATABASES)}) as res:
+        if urlparse(res.landing.location).scheme in ("s3", "s3a"):
+            _check_bucket(res.landing, timeout)
+        for key, what in _DATABASES.items():
+            db = getattr(res, key)
+            try:
+                db.ping(timeout)
+            except Exception as exc:  # noqa: BLE001 - reported as one line naming the database
+                raise ServiceUnreachable(
+                    f"{what} database {db.describe()}: cannot connect within {timeout}s: "
+                    f"{_first_line(exc)}"
+                ) from None
+
+
+_DATABASES = {"source_db": "source", "warehouse_db": "warehouse"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def _check_bucket(landing, timeout: int) -> None:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = urlparse(landing.location).netloc
+    where = f"S3 bucket {bucket!r} at {landing.endpoint_url or 'AWS'}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=landing.endpoint_url,
+        region_name=landing.region_name,
+        config=Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"mode": "standard", "max_attempts": 2},
+        ),
+    )
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        problem = {"404": "does not exist", "NoSuchBucket": "does not exist"}.get(code)
+        problem = problem or {"403": "access denied"}.get(code) or f"refused: {exc}"
+        raise ServiceUnreachable(f"{where}: {problem}") from None
+    except BotoCoreError as exc:
+        raise ServiceUnreachable(f"{where}: unreachable within {timeout}s: {exc}") from None

@@ -4,7 +4,7 @@
 `sales-platform materialize` would launch for the range (cli.range_plan), the named jobs only,
 in this process, on the stack and Spark engine the environment selects. A point armed with
 SALES_PLATFORM_FAULT ends the process there (sales_platform/faults.py); otherwise the exit code
-is 0 when every run succeeded, 1 when one failed.
+is 0 when every run succeeded, 1 when one failed (the step errors' first lines on stderr).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import dagster as dg
 
 from sales_platform.cli import range_plan
 from sales_platform.definitions import build_definitions
+from sales_platform.launch import error_summary
 from sales_platform.settings import Settings
 
 
@@ -30,7 +31,12 @@ def main(argv: list[str]) -> int:
                 instance=instance, tags=tags, raise_on_error=False
             )
             if not result.success:
-                print(f"{job} failed", file=sys.stderr)
+                errors = [
+                    error_summary(e.step_failure_data.error)
+                    for e in result.all_events
+                    if e.is_step_failure and e.step_failure_data.error is not None
+                ]
+                print(f"{job} failed: {'; '.join(errors) or 'see the log'}", file=sys.stderr)
                 return 1
     return 0
 

@@ -414,6 +414,12 @@ class Expected:
         result, rows = _read_file(key, store.get_bytes(key), business_date)
         return replace(self, files=(*self.files, result), sales=(*self.sales, *rows))
 
+    def with_file_replaced(self, store: ObjectStore, key: str) -> Expected:
+        """The expectation once `key` holds new content (read now, before it is run)."""
+        files = tuple(f for f in self.files if f.key != key)
+        sales = tuple(s for s in self.sales if s.key != key)
+        return replace(self, files=files, sales=sales).with_file(store, key)
+
 
 def expect_before_run(store: ObjectStore, engine: sa.Engine, written=None) -> Expected:
     """The oracle's expectation, read from landing before any run.

@@ -122,7 +122,9 @@ def retry_transaction(work: Callable[[], T], what: str, attempts: int = TRANSACT
         ) from exc
 
 
-def create_engine(url: str, ssl_ca: str | None = None) -> sa.Engine:
+def create_engine(url: str, ssl_ca: str | None = None, timeout: int | None = None) -> sa.Engine:
+    """An engine for `url`; with `timeout`, a MySQL connection that gets no answer (not even
+    the server's greeting) for that many seconds fails instead of waiting forever."""
     parsed = make_url(url)
     # hide_parameters: bound values (names, phone numbers) never reach logs or error messages.
     if parsed.get_backend_name() == "sqlite":
@@ -134,6 +136,9 @@ def create_engine(url: str, ssl_ca: str | None = None) -> sa.Engine:
     if mysql and "charset" not in parsed.query:
         # The connection's own charset: utf8mb4, so any name or key travels intact.
         connect_args["charset"] = "utf8mb4"
+    if mysql and timeout is not None:
+        connect_args |= {"connect_timeout": timeout, "read_timeout": timeout}
+        connect_args["write_timeout"] = timeout
     # pre_ping: a daemon-launched run may reuse a pool entry the server already closed.
     engine = sa.create_engine(
         url,
@@ -177,6 +182,15 @@ class Database(dg.ConfigurableResource):
         if self._engine is None:
             self._engine = create_engine(self._plain_url(), self.ssl_ca)
         return self._engine
+
+    def ping(self, timeout: int) -> None:
+        """Connect and run `SELECT 1`, each wait bounded by `timeout` seconds; raises if not."""
+        engine = create_engine(self._plain_url(), self.ssl_ca, timeout=timeout)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        finally:
+            engine.dispose()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:

@@ -13,40 +13,25 @@ landing bytes before any run. README, "Fault points", lists what each point prov
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from datetime import date
-from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from sales_platform.cli import _resources
-from sales_platform.definitions import build_definitions
-from sales_platform.defs.ingest.sensors import landing_sensor
-from sales_platform.defs.resources import build_resources
-from sales_platform.faults import FAULT_EXIT_CODE, FAULT_VAR, InjectedFault, arm
+from sales_platform.faults import FAULT_EXIT_CODE, InjectedFault, arm
 from sales_platform.schemas import LANDING_PREFIX
-from sales_platform.settings import Settings
-from sales_platform_tests.conftest import mariadb_database, new_bucket
 from sales_platform_tests.convergence import (
+    DAILY,
+    MARTS,
     assert_converged,
     assert_nothing_lost_or_half_published,
-    ledger_rows,
-    prepare,
+    landed_stack,
+    ledger,
 )
-from sales_platform_tests.support import stack_environ
 
 pytestmark = pytest.mark.integration
 
 START, END = date(2023, 12, 31), date(2024, 1, 1)
 DAYS = (START, END)
-MONTHS = (date(2023, 12, 1), date(2024, 1, 1))
-DAILY, MARTS = "daily_sales_job", "monthly_marts_job"
-REPO = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT = 240
 FILES = 4  # two a day, one of them a bad file
 
 # (point armed, jobs the killed run executes), in the order a run reaches them. The restart of
@@ -68,65 +53,15 @@ CHAIN = [
 ]
 
 
-class Stack:
-    """The module's stack: settings, open resources, and the oracle taken before any run."""
-
-    def __init__(self, environ: dict[str, str], tmp: Path):
-        self.environ = environ
-        self.tmp = tmp
-        self.settings = Settings.from_env()
-        self.resources = build_resources(self.settings)
-        self.seconds: dict[str, float] = {}
-
-    def tick(self, cursor: str | None):
-        with dg.build_sensor_context(
-            instance=self.instance,
-            cursor=cursor,
-            definitions=build_definitions(self.settings),
-            resources={k: self.resources[k] for k in ("landing", "warehouse_db")},
-        ) as context:
-            return landing_sensor.evaluate_tick(context)
-
-    def run(self, point: str | None, jobs: tuple[str, ...]) -> int:
-        """The range's runs of `jobs` in a process of their own; its exit code."""
-        env = {**os.environ, **self.environ, "PYTHONPATH": str(REPO)}
-        env.pop(FAULT_VAR, None)
-        if point:
-            env[FAULT_VAR] = point
-        log = self.tmp / f"run-{len(self.seconds)}.log"
-        started = time.monotonic()
-        with log.open("w") as out:
-            proc = subprocess.run(
-                [sys.executable, "-m", "sales_platform_tests.fault_run", str(START), str(END)]
-                + list(jobs),
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=RUN_TIMEOUT,
-            )
-        self.seconds[point or "to completion"] = round(time.monotonic() - started, 1)
-        self.last_log = log.read_text(errors="replace")[-3000:]
-        return proc.returncode
-
-
 @pytest.fixture(scope="module")
 def stack(s3_endpoint, connect_server, tmp_path_factory):
     url, _ = connect_server
     tmp = tmp_path_factory.mktemp("faults")
-    with mariadb_database() as db_url, pytest.MonkeyPatch.context() as mp:
-        environ = stack_environ("prod", tmp / "data", db_url, new_bucket(s3_endpoint), s3_endpoint)
-        environ["SALES_PLATFORM_SPARK_REMOTE"] = url
-        for key, value in environ.items():
-            mp.setenv(key, value)
-        s = Stack(environ, tmp)
-        with _resources(s.settings, "landing", "lake", "source_db", "warehouse_db") as res:
-            s.store, s.lake = res.landing.open(), res.lake.lake()
-            s.warehouse = res.warehouse_db.engine()
-            s.months = MONTHS
-            prepare(s, res.source_db.engine(), START, len(DAYS), FILES)
-            with dg.instance_for_test() as instance:
-                s.instance = instance
-                yield s
+    with landed_stack(
+        s3_endpoint, url, tmp, START, len(DAYS), 2, bad_file_fraction=1 / FILES, seed=5
+    ) as s:
+        assert len(s.summary.files) == FILES and len(s.summary.bad_files) == 1
+        yield s
 
 
 # --- the tests ----------------------------------------------------------------------------
@@ -149,18 +84,18 @@ def test_killed_at_every_point_the_reruns_converge_to_one_clean_run(stack):
     ]
 
     for point, jobs in CHAIN:
-        code = stack.run(point, jobs)
+        code = stack.run(point, jobs, START, END)
         assert code == FAULT_EXIT_CODE, (point, code, stack.last_log)
         assert_nothing_lost_or_half_published(stack, point)
         if point == f"ledger.settled:{FILES}":
             # Settled in the ledger, still in landing: nothing is new to the ledger, yet the
             # sensor asks for both days again, under new run keys (the first ones were used).
-            assert {e["status"] for e in ledger_rows(stack)} == {"I", "E"}
+            assert {e["status"] for e in ledger(stack)} == {"I", "E"}
             assert len(list(stack.store.list(LANDING_PREFIX))) == FILES
             again = stack.tick(None).run_requests
             assert sorted(r.partition_key for r in again) == [str(d) for d in DAYS]
             assert not {r.run_key for r in again} & {r.run_key for r in first.run_requests}
 
-    assert stack.run(None, (MARTS,)) == 0, stack.last_log
+    assert stack.run(None, (MARTS,), START, END) == 0, stack.last_log
     assert_converged(stack)
     print(f"\nrun seconds: {stack.seconds}")

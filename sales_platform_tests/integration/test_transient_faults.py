@@ -48,8 +48,8 @@ from sales_platform_tests.conftest import MARIADB_ADMIN_URL, mariadb_database, n
 from sales_platform_tests.convergence import (
     assert_converged,
     assert_nothing_lost_or_half_published,
+    land,
     mart,
-    prepare,
 )
 from sales_platform_tests.s3_faults import FOREVER, FaultyS3, faulty_s3_endpoint
 from sales_platform_tests.support import stack_environ
@@ -143,7 +143,6 @@ SELLERS_INSERT = rf"INSERT INTO {sales_team_data_mart_table.name} "
 class Stack:
     """Landing, lake and warehouse of one stack on the faulty endpoint, and the oracle."""
 
-    months = MONTHS
     faults: FaultyS3
     settings: Settings
     instance: dg.DagsterInstance
@@ -178,7 +177,8 @@ def open_stack(s3_endpoint: str, tmp) -> Iterator[Stack]:
         with _resources(s.settings, "landing", "lake", "source_db", "warehouse_db") as res:
             s.store, s.lake = res.landing.open(), res.lake.lake()
             s.warehouse = res.warehouse_db.engine()
-            prepare(s, res.source_db.engine(), START, 2, FILES)
+            land(s, res.source_db.engine(), START, 2, 2, 1 / FILES, seed=5)
+            assert len(s.summary.files) == FILES and len(s.summary.bad_files) == 1
             with dg.instance_for_test() as instance:
                 s.instance = instance
                 yield s

@@ -65,29 +65,30 @@ def sales_enriched(
     timer = StageTimer()
     the_lake = lake.lake()
     partitions = [d.isoformat() for d in days_of(context.partition_time_window)]
-    with timer.stage("join_and_stage"):
-        staged = the_lake.stage(
-            enrich_sales(raw_sales, customers, stores, products, sales_team),
-            ASSET,
-            partitions,
-            DAY_EXPR.format(column="sales_date"),
-        )
-    with timer.stage("checks"):
-        figures = measure(the_lake.read_staged(pyspark.spark_session, staged), raw_sales)
-        checks = [
-            # A range run's check result is the run's: each day's figures are named beside it.
-            c.with_metadata({**c.metadata, "by_day": _by_day(figures)})
-            if c.check_name == TOTAL_MATCHES_RAW
-            else c
-            for c in fact_checks(figures, quality)
-        ]
-    failure = blocking_failure(ASSET, checks, BLOCKING)
-    if failure is not None:
-        the_lake.discard(staged)
-        yield from checks
-        raise failure
-    with timer.stage("publish"):
-        writes = the_lake.publish(staged)
+    with lake.write_lock(ASSET, partitions):
+        with timer.stage("join_and_stage"):
+            staged = the_lake.stage(
+                enrich_sales(raw_sales, customers, stores, products, sales_team),
+                ASSET,
+                partitions,
+                DAY_EXPR.format(column="sales_date"),
+            )
+        with timer.stage("checks"):
+            figures = measure(the_lake.read_staged(pyspark.spark_session, staged), raw_sales)
+            checks = [
+                # A range run's check result is the run's: each day's figures named beside it.
+                c.with_metadata({**c.metadata, "by_day": _by_day(figures)})
+                if c.check_name == TOTAL_MATCHES_RAW
+                else c
+                for c in fact_checks(figures, quality)
+            ]
+        failure = blocking_failure(ASSET, checks, BLOCKING)
+        if failure is not None:
+            the_lake.discard(staged)
+            yield from checks
+            raise failure
+        with timer.stage("publish"):
+            writes = the_lake.publish(staged)
     writes_by_day = {w.partition: w for w in writes}
     for day in partitions:
         context.add_asset_metadata(

@@ -188,19 +188,22 @@ def raw_sales(
     if context.run.tags.get(REPROCESS_TAG):  # `sales-platform files reprocess`, from the UI
         reason = context.run.tags.get(REPROCESS_REASON_TAG) or f"requested by run {run_id}"
         reprocess(store, ledger, context.run.tags[REPROCESS_TAG], reason)
-    with timer.stage("stage"):
-        load = stage_days(pyspark.spark_session, store, the_lake, ledger, days, run_id)
-    checks = with_rates_by_day(raw_sales_checks(load, quality), load)
-    failure = blocking_failure("raw_sales", checks, BLOCKING)
-    if failure is not None:
-        # Nothing is published: the lake keeps its previous partitions and the files stay put.
-        the_lake.discard(load.accepted)
-        the_lake.discard(load.quarantine)
-        yield from checks
-        raise failure
+    # From the listing to the last move, one run at a time per day: a second run of the day
+    # (a backfill beside the sensor's run) lists what the first one left and rebuilds the same.
+    with lake.write_lock("raw_sales", [d.isoformat() for d in days]):
+        with timer.stage("stage"):
+            load = stage_days(pyspark.spark_session, store, the_lake, ledger, days, run_id)
+        checks = with_rates_by_day(raw_sales_checks(load, quality), load)
+        failure = blocking_failure("raw_sales", checks, BLOCKING)
+        if failure is not None:
+            # Nothing is published: the lake keeps its previous partitions and the files stay.
+            the_lake.discard(load.accepted)
+            the_lake.discard(load.quarantine)
+            yield from checks
+            raise failure
 
-    with timer.stage("publish_and_move"):
-        accepted, quarantine = commit(store, the_lake, ledger, load, run_id)
+        with timer.stage("publish_and_move"):
+            accepted, quarantine = commit(store, the_lake, ledger, load, run_id)
     for f in load.rejected:
         log.warning(f"rejected file {f.landed.landing_key!r}: {f.reason}")
     log.info(
