@@ -126,8 +126,9 @@ def landing_sensor(
             )
         )
         events.append(files_landed_event(day, day_objects))
-    # The daemon submits the requests, then saves the cursor: a crash between the two is
-    # harmless, as the next tick asks again under the same run keys and Dagster skips those.
+    # A crash from here until the daemon has stored the tick (cursor and reserved run keys
+    # together, before it submits the runs) leaves no cursor: the next tick asks again under
+    # the same run keys, and Dagster starts each run key once.
     fault("sensor.requested")
     return dg.SensorResult(
         run_requests=run_requests,
