@@ -20,7 +20,7 @@ import json
 import shutil
 import uuid
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dagster as dg
@@ -48,6 +48,8 @@ PARTITION_COLUMN = "__partition"
 SPARK_SCHEMA_PROPERTY = "sales-platform.spark-schema"
 EPOCH = dt.date(1970, 1, 1)
 WRITE_ID = "sales-platform.write-id"
+# On a snapshot of a source table: the version of the source it holds (dimensions/assets.py).
+SOURCE_VERSION = "sales-platform.source-version"
 
 
 class LakeConflict(RuntimeError):
@@ -67,11 +69,24 @@ class PartitionWrite:
 
 
 @dataclass(frozen=True)
+class SourceSnapshot:
+    """What a dimension asset hands the IO manager: `df`, the snapshot of `version` of its
+    source table, or None when the table's current snapshot already holds that version (then
+    nothing is written and the current snapshot stays)."""
+
+    version: str
+    df: DataFrame | None
+    schema: T.StructType
+
+
+@dataclass(frozen=True)
 class StagedWrite:
     asset: str
     partitions: list[str]
     folder: Path
     schema_json: str
+    # Recorded in the Iceberg snapshot's summary when published.
+    summary: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -174,6 +189,7 @@ class Lake:
         asset: str,
         partitions: list[str],
         partition_expr: str | None = None,
+        summary: dict[str, str] | None = None,
     ) -> list[PartitionWrite]:
         """Replace `partitions` of `asset` with the rows of df, in one Spark job.
 
@@ -182,7 +198,7 @@ class Lake:
         Every partition named is replaced, by no rows if df has none for it, so a rerun that
         finds no data clears what an earlier run wrote.
         """
-        staged = self.stage(df, asset, partitions, partition_expr)
+        staged = replace(self.stage(df, asset, partitions, partition_expr), summary=summary or {})
         try:
             return self.publish(staged)
         finally:
@@ -253,7 +269,7 @@ class Lake:
             local = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
             files[p] = [(path, f"{target}/{run}-{i:05d}.parquet") for i, path in enumerate(local)]
         schema = T.StructType.fromJson(json.loads(staged.schema_json))
-        return self.replace(asset, schema, files, upload=True, write_id=run)
+        return self.replace(asset, schema, files, upload=True, write_id=run, summary=staged.summary)
 
     def replace(
         self,
@@ -262,6 +278,7 @@ class Lake:
         files: dict[str, list[tuple[Path, str]]],
         upload: bool,
         write_id: str,
+        summary: dict[str, str] | None = None,
     ) -> list[PartitionWrite]:
         """Make `files` ({partition: [(local copy, key in the store)]}) the partitions' data in
         one commit, after each footer proved its day; `upload` puts the local copies first."""
@@ -302,7 +319,7 @@ class Lake:
                         fault("lake.uploaded", asset)
         finally:
             shutil.rmtree(marker, ignore_errors=True)
-        snapshot_id = self._commit(table, asset, partitions, added, write_id)
+        snapshot_id = self._commit(table, asset, partitions, added, write_id, summary)
         fault("lake.committed", asset)
         ident = iceberg.identifier(asset)
         return [
@@ -311,7 +328,13 @@ class Lake:
         ]
 
     def _commit(
-        self, table: Table, asset: str, partitions: list[str], added: list, write_id: str
+        self,
+        table: Table,
+        asset: str,
+        partitions: list[str],
+        added: list,
+        write_id: str,
+        summary: dict[str, str] | None = None,
     ) -> int:
         day_column = iceberg.DAY_COLUMNS.get(asset)
         days = [self._day(p) for p in partitions] if day_column else None
@@ -319,8 +342,12 @@ class Lake:
         what = f"{iceberg.identifier(asset)} {_span(partitions)}"
         try:
             with table.transaction() as tx:
-                summary = {"sales-platform.partitions": _span(partitions), WRITE_ID: write_id}
-                with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+                properties = {
+                    **(summary or {}),
+                    "sales-platform.partitions": _span(partitions),
+                    WRITE_ID: write_id,
+                }
+                with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
                     # The days replaced: a concurrent commit that added or removed files of
                     # these days fails this one (other days are retried on the newer snapshot).
                     overwrite.delete_by_predicate(
@@ -341,6 +368,25 @@ class Lake:
             if (snap.summary or {}).get(WRITE_ID) == write_id:
                 return snap.snapshot_id
         raise RuntimeError(f"{what}: committed, but snapshot {write_id} is not in the table")
+
+    def current_write(self, asset: str) -> tuple[PartitionWrite, dict[str, str]] | None:
+        """An unpartitioned table's current snapshot, as the write that made it, with its
+        summary properties; None for a missing or never written table."""
+        table = self.table(asset)
+        snapshot = table.current_snapshot() if table is not None else None
+        if snapshot is None:
+            return None
+        summary = dict((snapshot.summary or {}).additional_properties)
+        files = [f for f in self.live_files(table) if f.record_count > 0]
+        write = PartitionWrite(
+            UNPARTITIONED,
+            sum(f.record_count for f in files),
+            sum(f.file_size_in_bytes for f in files),
+            len(files),
+            snapshot.snapshot_id,
+            iceberg.identifier(asset),
+        )
+        return write, summary
 
     def delete_partitions(self, asset: str, partitions: list[str]) -> None:
         """Remove days from the table's current snapshot (the files stay until vacuumed)."""
@@ -508,25 +554,37 @@ class LakeIOManager(dg.ConfigurableIOManager):
             list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
         )
 
-    def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: DataFrame | SourceSnapshot) -> None:
         asset = context.asset_key.to_python_identifier()
         partitions = self._partitions(context)
         expr = (context.definition_metadata or {}).get("partition_expr")
+        lake = self.lake_resource.lake()
+        schema, written = obj.schema, True
         with self.lake_resource.write_lock(asset, partitions):
-            writes = self.lake_resource.lake().write(
-                obj, asset, partitions, expr if context.has_asset_partitions else None
-            )
+            if isinstance(obj, SourceSnapshot) and obj.df is None:
+                current = lake.current_write(asset)
+                if current is None:
+                    raise RuntimeError(
+                        f"{asset}: the snapshot found unchanged is gone from the lake"
+                    )
+                writes, written = [current[0]], False  # the source is unchanged: it stays
+            elif isinstance(obj, SourceSnapshot):
+                writes = lake.write(
+                    obj.df, asset, partitions, summary={SOURCE_VERSION: obj.version}
+                )
+            else:
+                writes = lake.write(
+                    obj, asset, partitions, expr if context.has_asset_partitions else None
+                )
         rows = sum(w.rows for w in writes)
         context.add_output_metadata(
             {
                 **lake_metadata(writes),
                 "dagster/row_count": rows,
-                "dagster/column_schema": table_schema(obj.schema),
-                "bytes_written": sum(w.bytes for w in writes),
-                "partitions_written": len(writes),
-                "lake_uri": dg.MetadataValue.path(
-                    self.lake_resource.lake().uri(asset, partitions[0])
-                ),
+                "dagster/column_schema": table_schema(schema),
+                "bytes_written": sum(w.bytes for w in writes) if written else 0,
+                "partitions_written": len(writes) if written else 0,
+                "lake_uri": dg.MetadataValue.path(lake.uri(asset, partitions[0])),
             }
         )
 

@@ -39,8 +39,8 @@ BASE_SPARK_CONF: dict[str, str] = {
     # Progress bars interleave with Dagster's log lines; the UI shows progress instead.
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    # Shuffle and spill files (and blocks cached to disk, such as the decrypted customers the
-    # customer mart checkpoints) are encrypted with a per-application key that never leaves the
+    # Shuffle and spill files (and blocks cached to disk, such as the customer mart's shuffle
+    # of the decrypted customers) are encrypted with a per-application key that never leaves the
     # JVM, so no plaintext PII reaches local disk (SECURITY.md).
     "spark.io.encryption.enabled": "true",
     # Through Spark Connect, a DataFrame made from the run's memory (the dimension snapshots,

@@ -1,6 +1,13 @@
-"""Dimensions: snapshots of the master data tables kept in MySQL by the business."""
+"""Dimensions: snapshots of the master data tables kept in MySQL by the business.
 
-from collections.abc import Iterator
+A snapshot is written only when its source changed: each run reads the whole table (cheap next
+to Spark) and hashes it; when the lake's current snapshot holds that version, nothing is
+encrypted, handed to Spark or written, and the materialization reports the same data version.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import sqlalchemy as sa
@@ -11,6 +18,7 @@ from sales_platform.defs.quality import blocking_failure
 from sales_platform.schemas import SOURCE_SPARK_SCHEMAS, SOURCE_TABLES
 from sales_platform.storage.crypto import KeyringResource
 from sales_platform.storage.database import Database
+from sales_platform.storage.lake import SOURCE_VERSION, LakeResource, SourceSnapshot
 from sales_platform.transforms.pii import PII_SPECS, encrypt_records
 
 _DESCRIPTIONS = {
@@ -34,6 +42,18 @@ def _rows(source_db: Database, table_name: str) -> list[dict]:
         return [dict(r) for r in conn.execute(sa.select(SOURCE_TABLES[table_name])).mappings()]
 
 
+def source_version(rows: list[dict], schema, key_id: str | None) -> str:
+    """A digest of the source table's rows (in any order), of the snapshot's schema and of the
+    PII key that would encrypt it: any insert, update or delete, a schema change or a new key
+    gives another version."""
+    digest = hashlib.sha256(schema.json().encode())
+    digest.update(f"|key:{key_id}|".encode())
+    for line in sorted(json.dumps(r, sort_keys=True, default=repr) for r in rows):
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
 def snapshot_asset(name: str) -> dg.AssetsDefinition:
     table_name = _SOURCE_TABLE[name]
     schema = SOURCE_SPARK_SCHEMAS[table_name]
@@ -47,37 +67,66 @@ def snapshot_asset(name: str) -> dg.AssetsDefinition:
         check_specs=[primary_key_spec(name)],
     )
 
-    def checked(pyspark, rows: list[dict], metadata: dict) -> Iterator:
+    def checked(
+        pyspark,
+        lake: LakeResource,
+        rows: list[dict],
+        protect: Callable[[list[dict]], list[dict]],
+        key_id: str | None,
+        metadata: dict,
+    ) -> Iterator:
         # Checked before the output exists: a failing snapshot never replaces the lake's.
         result = primary_key_result(name, rows)
         failure = blocking_failure(name, [result], {result.check_name})
         if failure is not None:
             yield result
             raise failure
-        yield dg.Output(pyspark.spark_session.createDataFrame(rows, schema), metadata=metadata)
+        version = source_version(rows, schema, key_id)
+        current = lake.lake().current_write(name)
+        if current is not None and current[1].get(SOURCE_VERSION) == version:
+            snapshot = SourceSnapshot(version, None, schema)
+        else:
+            df = pyspark.spark_session.createDataFrame(protect(rows), schema)
+            snapshot = SourceSnapshot(version, df, schema)
+        yield dg.Output(
+            snapshot,
+            data_version=dg.DataVersion(version),
+            metadata={**metadata, "source_unchanged": snapshot.df is None},
+        )
         yield result
 
     if spec is None:
 
         @decorate
-        def _snapshot(pyspark: LazyPySparkResource, source_db: Database) -> Iterator:
-            yield from checked(pyspark, _rows(source_db, table_name), {})
+        def _snapshot(
+            pyspark: LazyPySparkResource, source_db: Database, lake: LakeResource
+        ) -> Iterator:
+            yield from checked(pyspark, lake, _rows(source_db, table_name), list, None, {})
 
         return _snapshot
 
     # Only the snapshots holding personal data get the key.
     @decorate
     def _pii_snapshot(
-        pyspark: LazyPySparkResource, source_db: Database, pii_keys: KeyringResource
+        pyspark: LazyPySparkResource,
+        source_db: Database,
+        lake: LakeResource,
+        pii_keys: KeyringResource,
     ) -> Iterator:
-        # Encrypted field by field before it reaches Spark or the lake.
         cipher = pii_keys.keyring().field_cipher()
-        rows = encrypt_records(_rows(source_db, table_name), spec, cipher)
         metadata = {
             "pii_columns_encrypted": ", ".join(spec.columns),
             "pii_key_id": cipher.newest_key_id,
         }
-        yield from checked(pyspark, rows, metadata)
+        yield from checked(
+            pyspark,
+            lake,
+            _rows(source_db, table_name),
+            # Encrypted field by field before it reaches Spark or the lake.
+            lambda rows: encrypt_records(rows, spec, cipher),
+            cipher.newest_key_id,
+            metadata,
+        )
 
     return _pii_snapshot
 
