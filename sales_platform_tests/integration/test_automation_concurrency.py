@@ -24,6 +24,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value, serialize_value
 
 from sales_platform.cli import _resources
+from sales_platform.defs.marts.assets import MART_POOL
 from sales_platform.schemas import customers_data_mart_table, sales_team_data_mart_table
 from sales_platform.settings import Settings
 from sales_platform.storage.warehouse import ensure_tables, replace_window
@@ -193,6 +194,11 @@ def test_two_runs_of_one_month_take_turns_on_the_pool(tmp_path, monkeypatch, mar
             "import sys; from sales_platform_tests.integration.test_automation_concurrency "
             "import refresh_in_this_process as r; r(sys.argv[1], sys.argv[2])"
         )
+        # The pool exists before the two runs ask for it, as on any instance that has run a
+        # mart once: Dagster creates a pool's slots on first use, and on SQLite storage two
+        # processes doing that in the same millisecond can both create one (seen in CI).
+        instance.event_log_storage.initialize_concurrency_limit_to_default(MART_POOL)
+        assert instance.event_log_storage.get_concurrency_info(MART_POOL).slot_count == 1
         ref = serialize_value(instance.get_ref())
         runs = [subprocess.Popen([sys.executable, "-c", code, ref, "2023-01-01"]) for _ in range(2)]
         assert [p.wait(timeout=600) for p in runs] == [0, 0]
