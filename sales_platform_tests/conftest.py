@@ -22,6 +22,18 @@ MARIADB_ADMIN_URL = os.environ.get(
 )
 
 
+def _no_background_spark_here() -> None:
+    """Runs executed inside this process share the session fixture below, started with the
+    suite's settings; a run's background start (SparkResource.warm_start) must not race it.
+    Runs in processes of their own (daemon, CLI, fault runs) keep it."""
+    from sales_platform.storage import spark
+
+    spark.WARM_START_IN_THIS_PROCESS = False
+
+
+_no_background_spark_here()
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from sales_platform.storage.spark import build_spark_session

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from sales_platform.settings import parse_spark_conf
@@ -111,6 +112,12 @@ def connect_session(remote: str, conf: dict[str, str]):
     return builder.getOrCreate()
 
 
+# Off in a process that runs Dagster in-process beside a Spark session of its own making (the
+# test suite's, started with its own settings): a background start could race it to create the
+# process's one SparkContext. Runs in their own process (run workers) always warm-start.
+WARM_START_IN_THIS_PROCESS = True
+
+
 class SparkResource(LazyPySparkResource):
     """The run's Spark session, started when a step first asks for it: an embedded or cluster
     driver from `spark_config` (as dagster-pyspark's lazy resource), or, with `remote`, a Spark
@@ -122,22 +129,45 @@ class SparkResource(LazyPySparkResource):
     extra_conf: str | None = Field(
         default=None, description="more Spark settings (JSON or key=value list), applied last"
     )
+    warm_start: bool = Field(
+        default=True,
+        description="start an embedded or cluster driver in the background as soon as a run "
+        "that uses Spark starts, instead of at the first step that asks for it",
+    )
+
+    _starting = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
         return False
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A driver takes 6-10 s to start here, mostly a JVM on its own core: started now, it
+        # overlaps the run's Python-only work (process and step setup, unchanged dimension
+        # snapshots, listing and hashing the landing files) instead of following it. A Connect
+        # session opens in well under a second: it stays lazy.
+        if self.warm_start and not self.remote and WARM_START_IN_THIS_PROCESS:
+            threading.Thread(target=self._warm, name="spark-warm-start", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self._init_session()
+        except Exception:  # noqa: BLE001 - the step that needs Spark starts it again and fails
+            dg.get_dagster_logger().warning("Spark did not start in the background", exc_info=True)
+
     def _init_session(self) -> None:
-        session = self._spark_session
-        # A Connect session stopped when a run ended is not reused by the next run.
-        if session is not None and not getattr(session, "is_stopped", False):
-            return
-        extra = parse_spark_conf(self.extra_conf)
-        if self.remote:
-            conf = {**session_conf(self.spark_config), **extra}
-            self._spark_session = connect_session(self.remote, conf)
-        else:
-            self._spark_session = _driver_session({**self.spark_config, **extra})
+        # One start at a time: a step that asks while the background start runs waits for it.
+        with self._starting:
+            session = self._spark_session
+            # A Connect session stopped when a run ended is not reused by the next run.
+            if session is not None and not getattr(session, "is_stopped", False):
+                return
+            extra = parse_spark_conf(self.extra_conf)
+            if self.remote:
+                conf = {**session_conf(self.spark_config), **extra}
+                self._spark_session = connect_session(self.remote, conf)
+            else:
+                self._spark_session = _driver_session({**self.spark_config, **extra})
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # A Connect session lives on the server: release it (and what the run cached or

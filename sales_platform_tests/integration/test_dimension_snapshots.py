@@ -1,4 +1,5 @@
-"""A dimension snapshot is rewritten exactly when its source table changed.
+"""A dimension snapshot is rewritten exactly when its source table changed, on both stacks
+(SQLite and a folder; MariaDB and moto's S3 endpoint).
 
 An unchanged source (same rows, same schema, same newest PII key) keeps the lake's current
 snapshot and reports the same data version; an insert, an update or a delete is always a new
@@ -7,6 +8,7 @@ snapshot with the new rows; so is a new master key (the snapshot is encrypted un
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import dagster as dg
@@ -58,12 +60,14 @@ def _lake_customers(spark, settings: Settings) -> dict[int, dict]:
 OLD_KEY = Fernet.generate_key().decode()
 
 
-@pytest.fixture
+@pytest.fixture(params=["local", "prod"])
 def settings(tmp_path, request, monkeypatch, spark) -> Settings:
+    settings = stack_settings(request.param, tmp_path, request, monkeypatch)
+    # After the stack's own (prod sets a fresh key): the rotation below keeps this one.
     monkeypatch.setenv("SALES_PLATFORM_MASTER_KEY", OLD_KEY)
-    settings = stack_settings("local", tmp_path, request, monkeypatch)
     engine = _source(settings)
     generate(
+        # Only the source tables matter here: the day's file may stay in a folder on both stacks.
         LocalObjectStore(tmp_path / "data" / "bucket"),
         engine,
         start_date=date(2023, 3, 1),
@@ -78,8 +82,9 @@ def settings(tmp_path, request, monkeypatch, spark) -> Settings:
 
 
 def _source(settings: Settings) -> sa.Engine:
-    """The local stack's source database (`<data dir>/source.db`)."""
-    return create_engine(f"sqlite:///{settings.data_dir / 'source.db'}")
+    """The stack's source database: `<data dir>/source.db`, or the MariaDB database."""
+    url = os.environ.get("SALES_PLATFORM_SOURCE_DB_URL") or settings.local_db_url("source")
+    return create_engine(url)
 
 
 def _execute(settings: Settings, statement) -> None:

@@ -170,3 +170,47 @@ def test_snapshots_travel_inline_through_connect_on_server_and_client():
     assert f"{key}={client[key]}" in argv
     # A user's own setting still wins (SALES_PLATFORM_SPARK_CONF is applied last).
     assert f"{key}=1024" in connect_server_argv(port=15999, extra_conf={key: "1024"})
+
+
+def _counting_driver(monkeypatch, seconds: float) -> list[dict]:
+    """Replace the driver start with one that takes `seconds` and records each call."""
+    import threading
+    import time
+
+    from sales_platform.storage import spark
+
+    starts: list[dict] = []
+
+    def start(conf):
+        starts.append({"thread": threading.current_thread().name})
+        time.sleep(seconds)
+        return object()
+
+    monkeypatch.setattr(spark, "_driver_session", start)
+    monkeypatch.setattr(spark, "WARM_START_IN_THIS_PROCESS", True)
+    return starts
+
+
+def test_a_run_starts_its_driver_in_the_background_once(monkeypatch):
+    starts = _counting_driver(monkeypatch, 0.5)
+    resource = SparkResource(spark_config=spark_conf())
+    with dg.build_resources({"pyspark": resource}) as res:
+        # The step asks while the background start is still running: it waits, no second start.
+        session = res.pyspark.spark_session
+        assert session is res.pyspark.spark_session
+    assert starts == [{"thread": "spark-warm-start"}]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        SparkResource(spark_config=spark_conf(), warm_start=False),
+        SparkResource(spark_config=spark_conf(), remote="sc://127.0.0.1:15002"),
+    ],
+    ids=["warm-start-off", "connect"],
+)
+def test_no_background_start_when_off_or_on_spark_connect(monkeypatch, resource):
+    starts = _counting_driver(monkeypatch, 0.0)
+    with dg.build_resources({"pyspark": resource}):
+        pass
+    assert starts == []
