@@ -38,7 +38,7 @@ from sales_platform.schemas import (
     sales_team_data_mart_table,
 )
 from sales_platform.settings import Settings
-from sales_platform.storage import database, iceberg, iceberg_io, warehouse
+from sales_platform.storage import database, iceberg, iceberg_io, object_store, warehouse
 from sales_platform.storage.database import TransactionRetriesExhausted, create_engine
 from sales_platform.storage.iceberg_io import LakeFileIO
 from sales_platform.storage.ledger import FileVersion, Ledger
@@ -194,6 +194,17 @@ def failure(results: list[dg.ExecuteInProcessResult]) -> str:
     )
 
 
+def _client_with_attempts(retries: int):
+    """`object_store.s3_client` whose clients retry a call `retries` times after its first
+    attempt (ObjectStoreResource's `max_attempts`, botocore's; the platform's default is 5)."""
+    made_by = object_store.s3_client
+
+    def s3_client(endpoint_url, region_name, max_attempts=retries):
+        return made_by(endpoint_url, region_name, retries)
+
+    return s3_client
+
+
 # --- whole runs ---------------------------------------------------------------------------------
 
 
@@ -243,12 +254,16 @@ def test_a_fault_outlasting_the_retries_fails_the_run_naming_it_and_a_rerun_conv
 ):
     with open_stack(s3_endpoint, tmp_path) as stack, sql_faults() as sql:
         # S3 throttles every copy into the archive: the daily run fails naming the call and
-        # the object; nothing is lost or half published.
+        # the object; nothing is lost or half published. The run's S3 clients give up after one
+        # retry (max_attempts 1, not 5): the give-up is what is proven here (the retries, by the
+        # tests above), and botocore's backoff before retries 2 to 5 is about 15 s of waiting.
         stack.faults.fail("CopyObject", FOREVER, 503, key_contains=PROCESSED_PREFIX)
-        message = failure(stack.run(DAILY, MARTS))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(object_store, "s3_client", _client_with_attempts(1))
+            message = failure(stack.run(DAILY, MARTS))
         key = stack.faults.last_failed["CopyObject"]
         assert "SlowDown" in message and "CopyObject" in message, message
-        assert "reached max retries" in message and key in message, message
+        assert "reached max retries: 1" in message and key in message, message
         assert_nothing_lost_or_half_published(stack, "archive copy throttled")
         print(f"\nS3 gave up: {next(m for m in message.splitlines() if 'CopyObject' in m)}")
         stack.faults.clear()
