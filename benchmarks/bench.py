@@ -13,6 +13,8 @@ the peak memory of the platform's process tree, and as its last line:
     bench rows=N mb=MB platform_s=S plain_spark_s=S polars_s=S mb_per_s=X ratio_to_plain_spark=R
 
 Measure on an idle machine (`uptime` load under 0.5): under load the same day runs 2x slower.
+`--wait-idle 300` first waits up to five minutes for the load to drop (a run that just ended
+leaves it high for a minute or two).
 Ratios taken in one run move much less than absolute seconds.
 """
 

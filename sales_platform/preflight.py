@@ -146,7 +146,8 @@ def _check_bucket(landing, timeout: int) -> None:
         config=Config(
             connect_timeout=timeout,
             read_timeout=timeout,
-            retries={"mode": "standard", "max_attempts": 2},
+            # Two attempts in all: botocore's `max_attempts` would count retries after the first.
+            retries={"mode": "standard", "total_max_attempts": 2},
         ),
     )
     try:
