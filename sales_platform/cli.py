@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sales_platform.demo_cli import add_demo_command
 from sales_platform.files_cli import add_files_commands
 from sales_platform.lake_cli import add_lake_commands
+from sales_platform.launch import add_spark_per_run_option
 from sales_platform.preflight import SettingsError, check_services, load_settings
 from sales_platform.secrets_cli import add_db_commands, add_secrets_commands
 from sales_platform.serve import add_serve_command
@@ -190,7 +191,7 @@ def _materialize(args: argparse.Namespace) -> None:
     plan = range_plan(args.start, args.end)
     started = time.monotonic()
     with require_instance() as instance:
-        runs = run_in_code_location(instance, plan, args.timeout)
+        runs = run_in_code_location(instance, plan, args.timeout, args.spark_per_run)
     print(f"{len(runs)} run(s) succeeded in {time.monotonic() - started:.1f}s")
     if args.show:
         print_marts(args.end)
@@ -220,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     mat.add_argument(
         "--timeout", type=float, default=3600, help="seconds each run may take (default 3600)"
     )
+    add_spark_per_run_option(mat)
     mat.set_defaults(func=_materialize)
 
     show = sub.add_parser("show-marts", help="print both marts for a month")

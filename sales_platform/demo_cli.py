@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sales_platform.defs.fact.freshness import due_days
 from sales_platform.defs.partitions import START_DATE
+from sales_platform.launch import add_spark_per_run_option
 from sales_platform.settings import AutomationSettings
 
 DEMO_DAYS = 7
@@ -72,7 +73,7 @@ def _demo(args: argparse.Namespace) -> None:
             )
             record_landed_files(instance, store, days)
         plan = [*range_plan(days[0], days[-1]), ("files_overdue_check_job", {})]
-        runs = run_in_code_location(instance, plan, args.timeout)
+        runs = run_in_code_location(instance, plan, args.timeout, args.spark_per_run)
     print(
         f"{len(runs)} run(s) succeeded in {time.monotonic() - started:.1f}s; `make ui` shows them"
     )
@@ -90,4 +91,5 @@ def add_demo_command(subparsers) -> None:
     demo.add_argument("--bad-row-fraction", type=float, default=0.0, help="rows to quarantine")
     demo.add_argument("--timeout", type=float, default=3600, help="seconds each run may take")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_spark_per_run_option(demo)
     demo.set_defaults(func=_demo)

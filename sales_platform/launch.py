@@ -11,10 +11,16 @@ The queue needs a daemon. When none is running on the instance, one is started f
 duration (`dagster-daemon run`) with SALES_PLATFORM_QUEUE_ONLY=1: its code location then has no
 sensors or schedules, so it only drains the queue and does not start the landing sensor's own
 runs for the files the command is loading.
+
+When that daemon is the command's own and the engine is the embedded one, its runs share one
+Spark: a Spark Connect server on loopback, started beside the daemon and stopped with it. Each
+run would otherwise start a JVM of its own (about 8 s here, twice per `materialize`); the second
+run also finds the server's code already compiled by the first (README, Spark engines).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -22,13 +28,21 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import dagster as dg
 
 from sales_platform.log_config import get_logger
+from sales_platform.settings import SPARK_REMOTE_VAR, SparkSettings
+from sales_platform.spark_cli import (
+    LOOPBACK,
+    connect_server_argv,
+    free_port,
+    start,
+    stop,
+)
 
 log = get_logger(__name__)
 
@@ -47,7 +61,7 @@ class RunFailed(RuntimeError):
     """A launched run ended other than in success; the message is one line."""
 
 
-def launch(job: str, tags: dict[str, str]) -> str:
+def launch(job: str, tags: dict[str, str], env: dict[str, str] | None = None) -> str:
     """Create and submit a run of `job` in the code location; returns its run id."""
     run_id = str(uuid.uuid4())
     command = [
@@ -63,7 +77,10 @@ def launch(job: str, tags: dict[str, str]) -> str:
         "--tags",
         json.dumps(tags),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    # The launch loads the definitions too: with the runs' engine, so its snapshot is theirs.
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RunFailed(f"could not launch {job}: {last}")
@@ -89,10 +106,22 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
     return "see the run's logs in the UI"
 
 
-def wait(instance: dg.DagsterInstance, run_id: str, timeout: float) -> dg.DagsterRun:
-    """Until the run has finished; raises RunFailed unless it succeeded."""
+def wait(
+    instance: dg.DagsterInstance,
+    run_id: str,
+    timeout: float,
+    check: Callable[[], None] | None = None,
+) -> dg.DagsterRun:
+    """Until the run has finished; raises RunFailed unless it succeeded. `check` raises when
+    something the run needs has gone."""
     deadline = time.monotonic() + timeout
     while True:
+        try:
+            if check is not None:
+                check()
+        except RunFailed:
+            _cancel(instance, run_id)
+            raise
         run = instance.get_run_by_id(run_id)
         if run is not None and run.status in FINISHED:
             break
@@ -105,6 +134,14 @@ def wait(instance: dg.DagsterInstance, run_id: str, timeout: float) -> dg.Dagste
     return run
 
 
+def _cancel(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Cancel a run the command gives up on, so it does not wait on what has gone."""
+    try:
+        instance.run_coordinator.cancel_run(run_id)
+    except Exception:  # noqa: BLE001 - the command's own error is the one to report
+        log.warning(f"could not cancel run {run_id}", exc_info=True)
+
+
 def queue_is_drained(instance: dg.DagsterInstance) -> bool:
     """Whether a daemon is running on this instance (its run-queue heartbeat is recent)."""
     beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
@@ -112,8 +149,11 @@ def queue_is_drained(instance: dg.DagsterInstance) -> bool:
 
 
 @contextmanager
-def queue_daemon(instance: dg.DagsterInstance, log_dir: Path) -> Iterator[None]:
-    """A daemon that drains the run queue while the block runs, unless one is running already."""
+def queue_daemon(
+    instance: dg.DagsterInstance, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """A daemon that drains the run queue while the block runs, unless one is running already.
+    `env`: more variables for it, and so for its code location and the runs it launches."""
     if queue_is_drained(instance):
         yield
         return
@@ -121,7 +161,7 @@ def queue_daemon(instance: dg.DagsterInstance, log_dir: Path) -> Iterator[None]:
     with (log_dir / "queue-daemon.log").open("ab") as out:
         process = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "--module-name", CODE_LOCATION_MODULE],
-            env={**os.environ, QUEUE_ONLY_VAR: "1"},
+            env={**os.environ, **(env or {}), QUEUE_ONLY_VAR: "1"},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -143,16 +183,68 @@ def queue_daemon(instance: dg.DagsterInstance, log_dir: Path) -> Iterator[None]:
         instance.wipe_daemon_heartbeats()
 
 
+class _SharedSpark:
+    """A Spark Connect server on loopback for one command's runs, with the settings an embedded
+    run would give its own driver (storage/spark.py). Its JVM starts while the first run is
+    launched; the run's session waits for it to listen (storage/spark.py, `await_server`)."""
+
+    def __init__(self, log_dir: Path, settings: SparkSettings):
+        self.port = free_port()
+        argv = connect_server_argv(port=self.port, master=settings.master, extra_conf=settings.conf)
+        self.log = log_dir / "spark-connect-server.log"
+        self.process = start(argv, self.log)
+        self.env = {SPARK_REMOTE_VAR: f"sc://{LOOPBACK}:{self.port}"}
+        log.info(f"started a Spark Connect server for the runs (pid {self.process.pid})")
+
+    def check(self) -> None:
+        # Without it a run would retry its Spark calls for ten minutes before failing.
+        if self.process.poll() is not None:
+            raise RunFailed(
+                f"the runs' Spark Connect server exited with code {self.process.returncode} "
+                f"(its log: {self.log})"
+            )
+
+
+def _shares_spark(instance: dg.DagsterInstance, spark_per_run: bool) -> bool:
+    """Whether the runs would each start an embedded driver under a daemon of this command's."""
+    engine = SparkSettings.from_env().engine
+    return not spark_per_run and engine == "embedded" and not queue_is_drained(instance)
+
+
 def run_in_code_location(
-    instance: dg.DagsterInstance, plan: list[tuple[str, dict[str, str]]], timeout: float
+    instance: dg.DagsterInstance,
+    plan: list[tuple[str, dict[str, str]]],
+    timeout: float,
+    spark_per_run: bool = False,
 ) -> list[dg.DagsterRun]:
-    """Launch each (job, tags) in turn, each after the previous one succeeded."""
+    """Launch each (job, tags) in turn, each after the previous one succeeded; with a daemon of
+    this command's and the embedded engine, on one shared Spark unless `spark_per_run`."""
     runs = []
-    home = Path(os.environ["DAGSTER_HOME"])
     # Not $DAGSTER_HOME/logs: Dagster moves that folder away (its telemetry queue).
-    with queue_daemon(instance, home / "queue_daemon_logs"):
-        for job, tags in plan:
-            run_id = launch(job, {LAUNCHED_BY_TAG: "sales-platform", **tags})
-            print(f"launched {job} run {run_id}; waiting for it", flush=True)
-            runs.append(wait(instance, run_id, timeout))
+    log_dir = Path(os.environ["DAGSTER_HOME"]) / "queue_daemon_logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    shared = (
+        _SharedSpark(log_dir, SparkSettings.from_env())
+        if _shares_spark(instance, spark_per_run)
+        else None
+    )
+    env = shared.env if shared else {}
+    try:
+        with queue_daemon(instance, log_dir, env):
+            for job, tags in plan:
+                run_id = launch(job, {LAUNCHED_BY_TAG: "sales-platform", **tags}, env)
+                print(f"launched {job} run {run_id}; waiting for it", flush=True)
+                runs.append(wait(instance, run_id, timeout, shared.check if shared else None))
+    finally:
+        if shared:
+            stop(shared.process)
     return runs
+
+
+def add_spark_per_run_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spark-per-run",
+        action="store_true",
+        help="each run starts its own embedded Spark, as the daemon's runs do (default: the "
+        "command's runs share one Spark Connect server it starts, when it starts the daemon)",
+    )

@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from sales_platform.settings import DEFAULT_CONNECT_PORT as DEFAULT_PORT
 from sales_platform.settings import Settings
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-DEFAULT_PORT = 15002
 LOOPBACK = "127.0.0.1"
 
 

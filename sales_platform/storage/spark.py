@@ -11,15 +11,18 @@ engines (README, Spark engines):
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
+import time
+from urllib.parse import urlparse
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
-from sales_platform.settings import parse_spark_conf
+from sales_platform.settings import DEFAULT_CONNECT_PORT, parse_spark_conf
 
 # Why each setting: UTC so month boundaries are the same everywhere; ParallelGC measured ~19 %
 # faster than G1 on a 1 GB day here. ANSI mode stays on (Spark 4's default): an unexpected bad
@@ -96,6 +99,34 @@ def build_spark_session(extra_conf: dict[str, str] | None = None, **kwargs) -> S
     return _driver_session({**spark_conf(**kwargs), **(extra_conf or {})})
 
 
+# How long a run waits for a Connect server that does not listen yet before it asks anyway.
+SERVER_WAIT_SECONDS = 180
+
+
+def server_address(remote: str) -> tuple[str, int]:
+    """(host, port) of a Spark Connect URL, sc://host[:port][/;param=value...]."""
+    url = urlparse("http" + remote.removeprefix("sc"))
+    return url.hostname or "", url.port or DEFAULT_CONNECT_PORT
+
+
+def await_server(remote: str, timeout: float = SERVER_WAIT_SECONDS) -> None:
+    """Return once the Connect server at `remote` accepts connections, or after `timeout`.
+
+    A server may still be starting: `materialize` launches its first run while its own server's
+    JVM starts (launch.py). Polling notices it within a quarter of a second; Connect's client
+    instead retries with a backoff that quadruples up to a minute between tries. A server that
+    never listens is left to the client's own retries and error.
+    """
+    address = server_address(remote)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(address, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.25)
+
+
 def connect_session(remote: str, conf: dict[str, str]):
     """The process's Spark Connect session, opened on first use: every resource of a run (the
     assets' and the IO managers') must use the same one, as DataFrames of two sessions cannot
@@ -106,6 +137,7 @@ def connect_session(remote: str, conf: dict[str, str]):
     # process-wide: it is what SparkSession.builder.remote(...).getOrCreate() sets too. So a
     # process is either a Connect client or a driver, never both.
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    await_server(remote)
     builder = ConnectSession.builder.remote(remote)
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -163,11 +195,17 @@ class SparkResource(LazyPySparkResource):
             if session is not None and not getattr(session, "is_stopped", False):
                 return
             extra = parse_spark_conf(self.extra_conf)
+            log = dg.get_dagster_logger()
             if self.remote:
                 conf = {**session_conf(self.spark_config), **extra}
                 self._spark_session = connect_session(self.remote, conf)
+                # The host and port only: the rest of the URL may hold a token.
+                host, port = server_address(self.remote)
+                log.info(f"Spark: a Spark Connect session on {host}:{port}")
             else:
-                self._spark_session = _driver_session({**self.spark_config, **extra})
+                conf = {**self.spark_config, **extra}
+                self._spark_session = _driver_session(conf)
+                log.info(f"Spark: a driver in this process, master {conf['spark.master']}")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # A Connect session lives on the server: release it (and what the run cached or

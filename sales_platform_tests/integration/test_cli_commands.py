@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import uuid
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
@@ -64,6 +66,24 @@ def _cells(block: str, title: str) -> list[list[str]]:
     return rows
 
 
+def _assert_runs_shared_one_stopped_server(home: Path) -> None:
+    log = (home / "queue_daemon_logs" / "spark-connect-server.log").read_text()
+    port = int(re.findall(r"SparkConnectService' on port (\d+)", log)[-1])
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert sorted(r.job_name for r in runs) == ["daily_sales_job", "monthly_marts_job"]
+        for run in runs:
+            opened = [
+                e.user_message
+                for e in instance.all_logs(run.run_id)
+                if e.user_message.startswith("Spark: ")
+            ]
+            # Once per resource that opens it (the IO managers hold the run's too).
+            assert set(opened) == {f"Spark: a Spark Connect session on 127.0.0.1:{port}"}, opened
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server outlived the command"
+
+
 def test_generate_materialize_show_and_show_marts(spark, tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -102,8 +122,9 @@ def test_generate_materialize_show_and_show_marts(spark, tmp_path, monkeypatch):
 
     out = _run(env, "materialize", "--from", START.isoformat(), "--to", END.isoformat(), "--show")
     assert "2 run(s) succeeded" in out, out
-    # The runs went through the instance in DAGSTER_HOME, where the UI finds them.
-    assert (home / "history").is_dir() or any(home.iterdir())
+    # The runs went through the instance in DAGSTER_HOME, where the UI finds them, and both
+    # used the one Spark Connect server the command started; it stopped with the command.
+    _assert_runs_shared_one_stopped_server(home)
     marts = out[out.index("customers_data_mart 2023-05") :]
     assert f"customers_data_mart 2023-05: {len(customers)} customers" in marts, marts
     top = sorted(customers, key=lambda r: (-r["total_sales"], r["customer_id"]))[:10]

@@ -20,6 +20,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from sqlalchemy.engine import URL
 
@@ -164,3 +165,47 @@ def test_a_failed_step_fails_the_run_and_the_command_names_it(prod_env, connect_
     assert "(daily_sales_job) failure: " in last, output[-3000:]
     assert "InjectedFault: injected fault at landing.listed" in last, last
     print(f"\nfailed run reported in {seconds:.1f}s")
+
+
+@pytest.mark.timeout(300)
+def test_a_shared_spark_server_that_cannot_start_fails_the_command_and_cancels_its_run(tmp_path):
+    """`materialize` starts one Spark Connect server for its runs (launch.py). One that dies
+    before it listens would leave the run's session retrying for ten minutes: the command
+    notices, cancels the run and names the server's log instead."""
+    env = stack_environ("local", tmp_path / "data")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env["DAGSTER_HOME"] = str(home)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        with _resources(Settings.from_env(), "landing", "source_db") as res:
+            generate(
+                res.landing.open(),
+                res.source_db.engine(),
+                start_date=DAY,
+                days=1,
+                rows_per_day=50,
+                seed=3,
+                customers=20,
+                progress=False,
+            )
+    # The server's JVM refuses a heap size it cannot parse and exits at once.
+    env["SALES_PLATFORM_SPARK_CONF"] = '{"spark.driver.memory": "not-a-size"}'
+    got, output, seconds = materialize(env, timeout=240)
+    assert got == 1, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert "the runs' Spark Connect server exited with code" in last, output[-3000:]
+    assert str(home / "queue_daemon_logs" / "spark-connect-server.log") in last, last
+    assert seconds < 120, seconds
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.get() as instance:
+            # Canceled while it waits for the server, or failed by Dagster when the cancel came
+            # before its worker started: either way it ends, it does not wait ten minutes.
+            deadline = time.monotonic() + 60
+            while not (run := instance.get_runs()[0]).is_finished:
+                assert time.monotonic() < deadline, run.status
+                time.sleep(1)
+            assert instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELING)

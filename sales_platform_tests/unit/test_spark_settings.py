@@ -3,6 +3,10 @@ the engines themselves run in integration/test_spark_engines.py)."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import dagster as dg
 import pytest
 
@@ -12,6 +16,8 @@ from sales_platform.spark_cli import CONNECT_SERVER_CLASS, connect_server_argv
 from sales_platform.storage.spark import (
     BASE_SPARK_CONF,
     SparkResource,
+    await_server,
+    server_address,
     session_conf,
     spark_conf,
 )
@@ -214,3 +220,40 @@ def test_no_background_start_when_off_or_on_spark_connect(monkeypatch, resource)
     with dg.build_resources({"pyspark": resource}):
         pass
     assert starts == []
+
+
+def test_server_address_of_a_connect_url():
+    assert server_address(REMOTE) == ("spark.example.com", 443)
+    assert server_address("sc://127.0.0.1") == ("127.0.0.1", 15002)
+
+
+def test_a_run_waits_for_a_server_that_is_still_starting():
+    """The command's own server starts beside its first run (launch.py): the run's session
+    opens as soon as the server listens, not at Connect's next backoff (up to a minute)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = socket.socket()
+
+    def listen_later():
+        time.sleep(1.0)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+
+    threading.Thread(target=listen_later).start()
+    started = time.monotonic()
+    try:
+        await_server(f"sc://127.0.0.1:{port}", timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        server.close()
+    assert 1.0 <= waited < 3.0
+
+
+def test_a_server_that_never_listens_is_left_to_the_client_after_the_bound():
+    with socket.socket() as probe:  # bound, never listening: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+        started = time.monotonic()
+        await_server(f"sc://127.0.0.1:{closed_port}", timeout=1.0)
+    assert 1.0 <= time.monotonic() - started < 3.0
