@@ -53,7 +53,11 @@ def _step_seconds(home: Path) -> dict[str, float]:
 
 
 def run_platform(
-    data_dir: Path, home: Path, day: date, engine: dict[str, str] | None = None
+    data_dir: Path,
+    home: Path,
+    day: date,
+    engine: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
 ) -> tuple[float, int, dict[str, float]]:
     """`sales-platform materialize` for one day in a fresh process, as an operator runs it, with
     the engine's variables (README, Spark engines) added to this environment.
@@ -66,7 +70,7 @@ def run_platform(
     env.update(engine or {})
     env.pop("SALES_PLATFORM_ENV", None)
     command = [str(Path(sys.executable).parent / "sales-platform"), "materialize"]
-    command += ["--from", day.isoformat(), "--to", day.isoformat()]
+    command += ["--from", day.isoformat(), "--to", day.isoformat(), *options]
     started = time.perf_counter()
     child = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -93,13 +97,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows-per-day", type=int, default=8_000_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
+    parser.add_argument(
+        "--spark-per-run", action="store_true", help="pass it on: each run starts its own Spark"
+    )
     args = parser.parse_args(argv)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     try:
         data_dir = root / "data"
         _, size = generate_local(data_dir, DAY, 1, args.rows_per_day, 11, args.customers)
-        wall, peak, steps = run_platform(data_dir, root / "dagster_home", DAY)
+        options = ("--spark-per-run",) if args.spark_per_run else ()
+        wall, peak, steps = run_platform(data_dir, root / "dagster_home", DAY, options=options)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -65,6 +66,32 @@ def silent_port():
 
 
 @pytest.fixture
+def counting_silent_port():
+    """A port that accepts connections, never answers, and counts them: (port, counts)."""
+    accepted: list[socket.socket] = []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        sock.settimeout(0.5)
+        stop = threading.Event()
+
+        def accept():
+            while not stop.is_set():
+                try:
+                    accepted.append(sock.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        yield sock.getsockname()[1], accepted
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+
+
+@pytest.fixture
 def closed_port():
     """A port nothing listens on (connections refused)."""
     with socket.socket() as sock:
@@ -102,10 +129,13 @@ def test_an_s3_endpoint_that_refuses(prod_env, closed_port):
 
 
 @pytest.mark.timeout(BOUND + 30)
-def test_an_s3_endpoint_that_never_answers(prod_env, silent_port):
-    endpoint = f"http://127.0.0.1:{silent_port}"
+def test_an_s3_endpoint_that_never_answers(prod_env, counting_silent_port):
+    port, connections = counting_silent_port
+    endpoint = f"http://127.0.0.1:{port}"
     prod_env["SALES_PLATFORM_S3_ENDPOINT_URL"] = endpoint
     _assert_fails(prod_env, 2, f"at {endpoint}: unreachable within {SERVICE_TIMEOUT_SECONDS}s")
+    # Two attempts in all, as preflight documents (botocore's `max_attempts: 2` made three).
+    assert len(connections) == 2, len(connections)
 
 
 @pytest.mark.timeout(BOUND + 30)
