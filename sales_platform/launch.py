@@ -23,9 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,7 +40,6 @@ import dagster as dg
 from sales_platform.log_config import get_logger
 from sales_platform.settings import SPARK_REMOTE_VAR, SparkSettings
 from sales_platform.spark_cli import (
-    LOOPBACK,
     connect_server_argv,
     free_port,
     start,
@@ -48,6 +50,10 @@ log = get_logger(__name__)
 
 BIN = Path(sys.executable).parent
 CODE_LOCATION_MODULE = "sales_platform.definitions"
+# Seconds a stopping Spark server gets before it is killed.
+STOP_GRACE_SECONDS = 5
+# Spark Connect's own: the server requires this token, and the client sends it.
+CONNECT_TOKEN_VAR = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
 # Set on the daemon started only to drain the run queue: definitions.py then leaves out the
 # sensors and schedules, so it launches nothing of its own.
 QUEUE_ONLY_VAR = "SALES_PLATFORM_QUEUE_ONLY"
@@ -186,15 +192,35 @@ def queue_daemon(
 class _SharedSpark:
     """A Spark Connect server on loopback for one command's runs, with the settings an embedded
     run would give its own driver (storage/spark.py). Its JVM starts while the first run is
-    launched; the run's session waits for it to listen (storage/spark.py, `await_server`)."""
+    launched; the run's session waits for it to listen (storage/spark.py, `await_server`).
+
+    Only this command's processes can use it: the server takes a random token from its
+    environment (never its command line, which any user can list) and Spark Connect's client
+    sends the one in the runs' environment. That needs the name `localhost`: with a token
+    and another host name the client insists on TLS.
+    """
 
     def __init__(self, log_dir: Path, settings: SparkSettings):
         self.port = free_port()
-        argv = connect_server_argv(port=self.port, master=settings.master, extra_conf=settings.conf)
+        # Its scratch files (shuffle, the disk cache) in a folder of the command's, removed
+        # when it stops: a server killed mid-shutdown cannot remove them itself.
+        within = settings.conf.get("spark.local.dir", "").split(",")[0] or None
+        if within:
+            Path(within).mkdir(parents=True, exist_ok=True)
+        self.scratch = Path(tempfile.mkdtemp(prefix="sales-platform-spark-", dir=within))
+        conf = {**settings.conf, "spark.local.dir": str(self.scratch)}
+        argv = connect_server_argv(port=self.port, master=settings.master, extra_conf=conf)
         self.log = log_dir / "spark-connect-server.log"
-        self.process = start(argv, self.log)
-        self.env = {SPARK_REMOTE_VAR: f"sc://{LOOPBACK}:{self.port}"}
+        token = {CONNECT_TOKEN_VAR: secrets.token_urlsafe(32)}
+        self.process = start(argv, self.log, **token)
+        self.env = {SPARK_REMOTE_VAR: f"sc://localhost:{self.port}", **token}
         log.info(f"started a Spark Connect server for the runs (pid {self.process.pid})")
+
+    def close(self) -> None:
+        # Its outputs are all committed by the runs. It usually stops within a second; one
+        # that got SIGTERM while a run's session was closing once sat out the whole 30 s.
+        stop(self.process, timeout=STOP_GRACE_SECONDS)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def check(self) -> None:
         # Without it a run would retry its Spark calls for ten minutes before failing.
@@ -237,7 +263,7 @@ def run_in_code_location(
                 runs.append(wait(instance, run_id, timeout, shared.check if shared else None))
     finally:
         if shared:
-            stop(shared.process)
+            shared.close()
     return runs
 
 

@@ -79,7 +79,7 @@ def _assert_runs_shared_one_stopped_server(home: Path) -> None:
                 if e.user_message.startswith("Spark: ")
             ]
             # Once per resource that opens it (the IO managers hold the run's too).
-            assert set(opened) == {f"Spark: a Spark Connect session on 127.0.0.1:{port}"}, opened
+            assert set(opened) == {f"Spark: a Spark Connect session on localhost:{port}"}, opened
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server outlived the command"
 
@@ -120,11 +120,17 @@ def test_generate_materialize_show_and_show_marts(spark, tmp_path, monkeypatch):
     customers = expected.customer_mart(MONTH)
     sellers = expected.sales_team_mart(MONTH)
 
-    out = _run(env, "materialize", "--from", START.isoformat(), "--to", END.isoformat(), "--show")
+    scratch = tmp_path / "spark-scratch"
+    run_env = env | {"SALES_PLATFORM_SPARK_CONF": f"spark.local.dir={scratch}"}
+    out = _run(
+        run_env, "materialize", "--from", START.isoformat(), "--to", END.isoformat(), "--show"
+    )
     assert "2 run(s) succeeded" in out, out
     # The runs went through the instance in DAGSTER_HOME, where the UI finds them, and both
-    # used the one Spark Connect server the command started; it stopped with the command.
+    # used the one Spark Connect server the command started; it stopped with the command and
+    # its scratch files went with it.
     _assert_runs_shared_one_stopped_server(home)
+    assert scratch.is_dir() and not any(scratch.iterdir()), list(scratch.iterdir())
     marts = out[out.index("customers_data_mart 2023-05") :]
     assert f"customers_data_mart 2023-05: {len(customers)} customers" in marts, marts
     top = sorted(customers, key=lambda r: (-r["total_sales"], r["customer_id"]))[:10]

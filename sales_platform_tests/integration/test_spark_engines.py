@@ -25,13 +25,14 @@ import sqlalchemy as sa
 
 from sales_platform.cli import _resources
 from sales_platform.generate import generate
+from sales_platform.launch import CONNECT_TOKEN_VAR, _SharedSpark
 from sales_platform.schemas import (
     LANDING_PREFIX,
     PROCESSED_PREFIX,
     customers_data_mart_table,
     sales_team_data_mart_table,
 )
-from sales_platform.settings import Settings
+from sales_platform.settings import SPARK_REMOTE_VAR, Settings, SparkSettings
 from sales_platform.spark_cli import (
     LOOPBACK,
     free_port,
@@ -214,3 +215,40 @@ def test_standalone_cluster_marts_equal_recompute(standalone_cluster, tmp_path, 
 
     # The executors ran in the worker's JVMs, not in the run process.
     assert "Asked to launch executor" in worker_log.read_text(errors="replace")
+
+
+# A Connect client in a process of its own: this one is a driver (the session fixture).
+PROBE = (
+    "import sys\n"
+    "from pyspark.sql import SparkSession\n"
+    "print(SparkSession.builder.remote(sys.argv[1]).getOrCreate().range(3).count())\n"
+)
+
+
+@pytest.mark.integration
+def test_a_commands_own_server_serves_its_runs_only(tmp_path):
+    """The server `materialize` starts for its runs (launch.py) asks for the token their
+    environment carries: a client on this host without it is refused, one with it is served."""
+    shared = _SharedSpark(tmp_path, SparkSettings(conf={"spark.driver.memory": "1g"}))
+    try:
+        wait_for_port(shared.port, shared.process, START_TIMEOUT, "the command's Spark server")
+        url = shared.env[SPARK_REMOTE_VAR]
+        base = {k: v for k, v in os.environ.items() if k != CONNECT_TOKEN_VAR}
+
+        def probe(env: dict[str, str]) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-c", PROBE, url],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+            )
+
+        served = probe({**base, **shared.env})
+        assert served.stdout.strip() == "3", served.stderr[-3000:]
+        refused = probe(base)
+        assert refused.returncode != 0 and "UNAUTHENTICATED" in refused.stderr, refused.stderr[
+            -3000:
+        ]
+    finally:
+        stop(shared.process)
