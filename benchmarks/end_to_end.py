@@ -31,12 +31,21 @@ from local_stack import generate_local
 DAY = date(2023, 3, 1)
 
 
-def _tree_rss(process: psutil.Process) -> int:
-    total = 0
+def _label(process: psutil.Process) -> str:
+    """java, or the Python program and its first argument (`dagster api`, `dagster-daemon run`)."""
+    argv = process.cmdline()
+    if process.name() == "java" or len(argv) < 2:
+        return process.name()
+    return " ".join(Path(a).name for a in argv[1:3])
+
+
+def _tree_rss(process: psutil.Process) -> tuple[int, list[tuple[str, int]]]:
+    """Resident bytes of the process tree, and of each process in it."""
+    parts = []
     for p in [process, *process.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
+            parts.append((_label(p), p.memory_info().rss))
+    return sum(rss for _, rss in parts), parts
 
 
 def _step_seconds(home: Path) -> dict[str, float]:
@@ -75,12 +84,16 @@ def run_platform(
     child = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    watched, peak = psutil.Process(child.pid), 0
+    watched, peak, at_peak = psutil.Process(child.pid), 0, []
     while child.poll() is None:
         with contextlib.suppress(psutil.NoSuchProcess):
-            peak = max(peak, _tree_rss(watched))
+            total, parts = _tree_rss(watched)
+            if total > peak:
+                peak, at_peak = total, parts
         time.sleep(0.2)
     wall = time.perf_counter() - started
+    biggest = sorted(at_peak, key=lambda part: -part[1])[:5]
+    print("  at the peak      : " + ", ".join(f"{n} {r / 2**30:.2f} GiB" for n, r in biggest))
     stderr = child.stderr.read()
     if child.returncode != 0:
         sys.exit(f"materialize failed:\n{stderr[-3000:]}")

@@ -166,15 +166,13 @@ def test_a_database_that_never_answers(prod_env, silent_port):
     )
 
 
-@pytest.mark.timeout(400)
-def test_a_failed_step_fails_the_run_and_the_command_names_it(prod_env, connect_server):
-    url, _ = connect_server
-    prod_env["SALES_PLATFORM_SPARK_REMOTE"] = url
-    home = Path(prod_env["DAGSTER_HOME"])
+def _instance_and_a_day(env: dict[str, str]) -> Path:
+    """An instance configured as `make demo` configures it, and DAY generated on env's stack."""
+    home = Path(env["DAGSTER_HOME"])
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in prod_env.items():
+        for key, value in env.items():
             mp.setenv(key, value)
         with _resources(Settings.from_env(), "landing", "source_db") as res:
             generate(
@@ -187,6 +185,14 @@ def test_a_failed_step_fails_the_run_and_the_command_names_it(prod_env, connect_
                 customers=20,
                 progress=False,
             )
+    return home
+
+
+@pytest.mark.timeout(400)
+def test_a_failed_step_fails_the_run_and_the_command_names_it(prod_env, connect_server):
+    url, _ = connect_server
+    prod_env["SALES_PLATFORM_SPARK_REMOTE"] = url
+    _instance_and_a_day(prod_env)
     # The run's first step fails where it has listed the day's files.
     prod_env[FAULT_VAR] = "landing.listed:raise"
     got, output, seconds = materialize(prod_env, timeout=300)
@@ -203,24 +209,8 @@ def test_a_shared_spark_server_that_cannot_start_fails_the_command_and_cancels_i
     before it listens would leave the run's session retrying for ten minutes: the command
     notices, cancels the run and names the server's log instead."""
     env = stack_environ("local", tmp_path / "data")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env["DAGSTER_HOME"] = str(home)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        with _resources(Settings.from_env(), "landing", "source_db") as res:
-            generate(
-                res.landing.open(),
-                res.source_db.engine(),
-                start_date=DAY,
-                days=1,
-                rows_per_day=50,
-                seed=3,
-                customers=20,
-                progress=False,
-            )
+    env["DAGSTER_HOME"] = str(tmp_path / "dagster_home")
+    home = _instance_and_a_day(env)
     # The server's JVM refuses a heap size it cannot parse and exits at once.
     env["SALES_PLATFORM_SPARK_CONF"] = '{"spark.driver.memory": "not-a-size"}'
     got, output, seconds = materialize(env, timeout=240)
