@@ -122,15 +122,15 @@ def wait(
     something the run needs has gone."""
     deadline = time.monotonic() + timeout
     while True:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in FINISHED:
+            break
         try:
             if check is not None:
                 check()
         except RunFailed:
             _cancel(instance, run_id)
             raise
-        run = instance.get_run_by_id(run_id)
-        if run is not None and run.status in FINISHED:
-            break
         if time.monotonic() > deadline:
             raise RunFailed(f"run {run_id} not finished after {timeout:.0f} s")
         time.sleep(1.0)
