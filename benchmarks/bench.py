@@ -8,7 +8,7 @@ SQLite), then, each in a fresh process: the plain PySpark yardstick (`plain_spar
 (`polars_yardstick.py`), and the platform end to end (`sales-platform materialize`, as
 `end_to_end.py` runs it: every check, the ledger, the quarantine and PII on). The yardsticks run
 first because the platform archives the landing files it consumed. Prints each step's seconds,
-the peak memory of the platform's process tree, and as its last line:
+the peak memory (PSS) of the platform's process tree, and as its last line:
 
     bench rows=N mb=MB platform_s=S plain_spark_s=S polars_s=S mb_per_s=X ratio_to_plain_spark=R
 

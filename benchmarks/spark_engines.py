@@ -60,7 +60,10 @@ class Bench:
         work = self.root / f"run-{self.runs}"
         try:
             copy = fresh_copy(data, work / "data")
-            wall, _, _ = run_platform(copy, work / "dagster_home", DAY, self.engines[arm])
+            # The embedded arm is a driver in each run: `materialize` would otherwise share a
+            # Connect server of its own between its runs (launch.py).
+            options = ("--spark-per-run",) if arm == "embedded" else ()
+            wall, _, _ = run_platform(copy, work / "dagster_home", DAY, self.engines[arm], options)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return wall
