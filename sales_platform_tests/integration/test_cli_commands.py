@@ -11,6 +11,7 @@ test_security_pipeline.py, which calls `ddl.grant_runtime_user` directly).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -28,6 +29,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import URL, make_url
 
 from sales_platform.cli import _resources
+from sales_platform.launch import CODE_LOCATION_MODULE
 from sales_platform.schemas import MART_TABLES, SOURCE_TABLES, customers_data_mart_table
 from sales_platform.settings import Settings
 from sales_platform.storage.ddl import LEDGER_TABLE
@@ -39,6 +41,8 @@ pytestmark = pytest.mark.integration
 SCRIPT = str(Path(sys.executable).parent / "sales-platform")
 START, END = date(2023, 5, 10), date(2023, 5, 11)
 MONTH = date(2023, 5, 1)
+# Where Dagster's run launcher records the code server that started a run.
+GRPC_INFO_TAG = ".dagster/grpc_info"
 
 
 def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -80,6 +84,13 @@ def _assert_runs_shared_one_stopped_server(home: Path) -> None:
             ]
             # Once per resource that opens it (the IO managers hold the run's too).
             assert set(opened) == {f"Spark: a Spark Connect session on localhost:{port}"}, opened
+            # Filed under the location the UI loads (workspace.yaml), started by the command's
+            # one code server (launch.py), whose private folder went with it.
+            assert run.remote_job_origin.location_name == CODE_LOCATION_MODULE
+            started_by = json.loads(run.tags[GRPC_INFO_TAG])
+            assert Path(started_by["socket"]).parent.name.startswith("sales-platform-code-")
+            assert not Path(started_by["socket"]).parent.exists()
+        assert len({r.tags[GRPC_INFO_TAG] for r in runs}) == 1
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server outlived the command"
 
