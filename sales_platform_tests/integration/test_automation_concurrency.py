@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -162,6 +163,14 @@ def _step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> list[tu
     return sorted(intervals)
 
 
+def _await_claim(instance: dg.DagsterInstance, run: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not instance.event_log_storage.get_concurrency_info(MART_POOL).claimed_slots:
+        assert run.poll() is None, f"the first run ended ({run.returncode}) before it held the pool"
+        assert time.monotonic() < deadline, f"the first run held no slot after {timeout:.0f} s"
+        time.sleep(0.05)
+
+
 def refresh_in_this_process(instance_ref: str, month: str) -> None:
     """A mart refresh run in its own process, as the run launcher starts every run."""
     instance = dg.DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef))
@@ -200,7 +209,14 @@ def test_two_runs_of_one_month_take_turns_on_the_pool(tmp_path, monkeypatch, mar
         instance.event_log_storage.initialize_concurrency_limit_to_default(MART_POOL)
         assert instance.event_log_storage.get_concurrency_info(MART_POOL).slot_count == 1
         ref = serialize_value(instance.get_ref())
-        runs = [subprocess.Popen([sys.executable, "-c", code, ref, "2023-01-01"]) for _ in range(2)]
+        argv = [sys.executable, "-c", code, ref, "2023-01-01"]
+        first = subprocess.Popen(argv)
+        # The second run asks while the first holds the slot, as a manual refresh meets the
+        # automation's run. Not in the same millisecond: Dagster's claim on SQLite storage
+        # is not atomic across processes (its FOR UPDATE SKIP LOCKED is a no-op there), and
+        # two claims 7 ms apart both got the one slot in CI. MySQL storage locks the row.
+        _await_claim(instance, first)
+        runs = [first, subprocess.Popen(argv)]
         assert [p.wait(timeout=600) for p in runs] == [0, 0]
 
         records = instance.get_run_records(dg.RunsFilter(job_name="monthly_marts_job"))
