@@ -29,8 +29,9 @@ import psutil
 from local_stack import generate_local
 
 DAY = date(2023, 3, 1)
-# Reading a process's PSS walks its page tables: 10-17 ms for the Spark JVM here. Every 0.2 s
-# that took 5-8 % of a core from the run it measures; the peak is a plateau of seconds.
+# Reading a process's PSS walks its page tables (10-17 ms for a small Spark JVM, more at
+# 3.5 GiB). Every 0.2 s the sampler slowed the run it measured: 251.4 s against 225.6-228.8 s
+# for the same 8 M-row day sampled every second. The peak is a plateau of seconds.
 SAMPLE_SECONDS = 1.0
 
 
