@@ -260,7 +260,11 @@ class _CodeServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._await_socket()
+        try:
+            self._await_socket()
+        except BaseException:
+            self.close()
+            raise
 
     def _await_socket(self) -> None:
         # The server binds its socket after it has loaded the definitions.

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,18 @@ def test_serves_the_jobs_on_a_private_socket_and_leaves_nothing(tmp_path):
     assert not server.folder.exists()
 
 
-def test_a_code_location_that_cannot_load_fails_the_command_naming_its_log(tmp_path):
+def test_a_code_location_that_cannot_load_fails_the_command_naming_its_log(tmp_path, monkeypatch):
+    folders = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recorded(*args, **kwargs):
+        folders.append(Path(real_mkdtemp(*args, **kwargs)))
+        return str(folders[-1])
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded)
     with pytest.raises(RunFailed, match="code server exited") as failed:
         _CodeServer(tmp_path, {"SALES_PLATFORM_SPARK_CONF": "nonsense"})
     assert str(tmp_path / "code-server.log") in str(failed.value)
     assert "not key=value" in (tmp_path / "code-server.log").read_text()
+    # Nothing left behind by a server that never started: its folder went with it.
+    assert len(folders) == 1 and not folders[0].exists()
