@@ -91,3 +91,48 @@ def test_measure_counts_duplicates_unknowns_and_money_exactly(spark):
     assert figures.unknown == {"customer": 1, "store": 0, "sales_person": 0, "product": 0}
     passed = _passed(figures)
     assert not passed[NO_DUPLICATE_SALES] and not passed[TOTAL_MATCHES_RAW]
+
+
+def test_measure_counts_a_sale_repeated_anywhere_once_per_extra_row(spark):
+    """Distinct sales are counted per (file, line) whatever else differs: across days, across
+    blocks of line numbers, in another file, or without a line number."""
+    from collections import Counter
+
+    from pyspark.sql import types as T
+
+    nullable = T.StructType(
+        [T.StructField(f.name, f.dataType, True) for f in SALES_ENRICHED_SCHEMA.fields]
+    )
+    days = (date(2023, 3, 14), date(2023, 3, 15))
+    sales = [
+        ("a", 1, days[0]),
+        ("a", 32768, days[0]),  # the last line of the first block
+        ("a", 32769, days[0]),  # the first of the next: not a repeat of line 1
+        ("a", 32769, days[1]),  # the same sale under another day: a repeat
+        ("a", 65537, days[0]),
+        ("b", 1, days[0]),  # line 1 of another file
+        ("b", 1, days[0]),
+        ("b", 1, days[0]),
+        ("a", 10**12, days[1]),
+        ("a", None, days[0]),  # no line number: one sale of its file however many rows
+        ("a", None, days[1]),
+        ("b", None, days[0]),
+    ]
+    rows = [
+        (d, 1, 2, 3, "oats", 4, Decimal("0.10"), 1, Decimal("0.10"), None, key, line) + (True,) * 4
+        for key, line, d in sales
+    ]
+    figures = measure(
+        spark.createDataFrame(rows, nullable), spark.createDataFrame([], RAW_SALES_SCHEMA)
+    )
+    distinct = len(Counter((key, line) for key, line, _ in sales))
+    assert (figures.rows, figures.distinct_sales) == (len(sales), distinct) == (12, 8)
+    per_day = Counter(d.isoformat() for _, _, d in sales)
+    assert (
+        {d: f.rows for d, f in figures.by_day.items()}
+        == per_day
+        == {
+            "2023-03-14": 9,
+            "2023-03-15": 3,
+        }
+    )

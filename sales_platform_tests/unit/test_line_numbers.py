@@ -68,3 +68,19 @@ def test_line_numbers_survive_split_boundaries(spark, tmp_path, small_splits):
     assert {r.id: r.line_number for r in quarantined} == bad
     counts = {r.source_key: r["count"] for r in validated.groupBy("source_key").count().collect()}
     assert counts == {f.landed.landing_key: f.facts.data_rows for f in files}
+
+
+def test_cells_are_trimmed_of_the_whole_set_wherever_the_whitespace_sits(spark, tmp_path):
+    """Through the reader: spaces, tabs, form feeds and vertical tabs at a cell's ends go;
+    whitespace inside a quoted cell stays."""
+    lines = [
+        " 1 , 121 ,Sugar,  2023-05-01,1,1.00,1 ,1.00 ",
+        "2,121,\tSugar,2023-05-01,1,1.00,1,1.00",
+        '3,121,"Su\tgar",2023-05-01\x0b,1,1.00,1,1.00',
+        "4,121,Sugar,2023-05-01,1,1.00\x0c,1,1.00",
+    ]
+    files = [_file(tmp_path, 0, lines)]
+    rows = with_line_numbers(spark, read_sales_csvs(spark, files), files)
+    validated = validate_sales(rows).orderBy("line_number").collect()
+    assert [r.reject_reason for r in validated] == [None] * 4
+    assert [r.product_name for r in validated] == ["Sugar", "Sugar", "Su\tgar", "Sugar"]

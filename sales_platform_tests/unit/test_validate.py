@@ -177,6 +177,45 @@ def test_output_columns_and_types(spark):
         assert types[field.name] == field.dataType.simpleString()
 
 
+# Cells whose ends mix the set's characters in every order, inner whitespace that must stay,
+# characters outside the set (a no-break space, a control character) that must stay too.
+RAGGED_CELLS = [
+    None,
+    "",
+    " ",
+    "\t",
+    " \t \r\n ",
+    "7",
+    " 7 ",
+    "\t7",
+    "7\r",
+    " \t7",
+    "7 \r",
+    "\r 7 \t",
+    "\x0b\f7\f\x0b",
+    "a \t b",
+    "\ta b ",
+    "\u00a07\u00a0",
+    "\x017\x01",
+    " \x01 7",
+    "quaker\toats\n",
+]
+
+
+def test_trim_strips_exactly_the_whitespace_set_from_both_ends(spark):
+    """Trimming strips exactly the set from both ends, cell for cell (a faster trim must too:
+    a space-only fast path was tried, see README Performance)."""
+    from pyspark.sql import functions as F
+
+    cells = spark.createDataFrame([(c,) for c in RAGGED_CELLS], "cell STRING")
+    got = cells.select(v._trimmed("cell").alias("t")).collect()
+    assert [r.t for r in got] == [
+        None if c is None else c.strip(v._WHITESPACE) for c in RAGGED_CELLS
+    ]
+    expected = cells.select(F.btrim("cell", F.lit(v._WHITESPACE)).alias("t")).collect()
+    assert got == expected
+
+
 def test_whitespace_is_trimmed_and_additional_column_passes_through(spark):
     padded = {name: f" \t{value}\r " for name, value in GOOD.items()}
     row = (*_row("padded", padded)[:8], '{"promo": " X "}', "padded", BUSINESS_DATE, False, 4)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import dagster as dg
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -61,31 +62,51 @@ class FactFigures:
 
 
 def measure(fact: DataFrame, raw_sales: DataFrame) -> FactFigures:
-    """Aggregates over the staged fact and raw_sales: columnar reads of a few columns.
+    """Aggregates over the staged fact and raw_sales: one columnar pass over each.
 
-    The fact is aggregated per day and summed: the same pass gives each day's rows, total and
-    unknown keys. Duplicates are counted apart: beside other aggregates, a distinct count makes
-    Spark expand every row into two before its shuffle (measured at 8 M rows: 10.4 s together,
-    6.9 s apart).
+    The fact is aggregated per (day, file, block of 32 768 line numbers): each group's rows,
+    money and unknown keys, and a bitmap of its line numbers. Those few groups are summed per
+    day for the figures, and their bitmaps OR-ed per (file, block) to count distinct sales
+    exactly: only bitmaps are shuffled, not every sale, and the fact is read once (8 M rows:
+    per-day sums 4.3 s plus a duplicate count over (file, line) 8.8 s before; the bitmap count
+    alone took 2.9-5.3 s where that one took 8.4-9.1 s).
     """
-    days = (
-        fact.groupBy(F.date_format("sales_date", "yyyy-MM-dd").alias("day"))
+    pieces = (
+        fact.groupBy(
+            F.date_format("sales_date", "yyyy-MM-dd").alias("day"),
+            "source_key",
+            F.expr("bitmap_bucket_number(line_number)").alias("block"),
+        )
         .agg(
             F.count(F.lit(1)).alias("rows"),
             F.sum("total_cost").alias("total"),
             *[F.sum((~F.col(f"{d}_known")).cast("int")).alias(d) for d in DIMENSIONS],
+            F.expr("bitmap_construct_agg(bitmap_bit_position(line_number))").alias("lines"),
         )
-        .collect()
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    # Rows beyond the first of each sale that appears more than once.
-    duplicates = (
-        fact.groupBy("source_key", "line_number")
-        .agg(F.count(F.lit(1)).alias("n"))
-        .where(F.col("n") > 1)
-        .agg(F.sum(F.col("n") - 1))
-        .first()[0]
-        or 0
-    )
+    try:
+        days = (
+            pieces.groupBy("day")
+            .agg(
+                F.sum("rows").alias("rows"),
+                F.sum("total").alias("total"),
+                *[F.sum(d).alias(d) for d in DIMENSIONS],
+            )
+            .collect()
+        )
+        # A block's rows beyond its distinct line numbers are repeated sales; the rows without
+        # a line number (block null, an empty bitmap) are all one sale of their file.
+        per_block = pieces.groupBy("source_key", "block").agg(
+            F.sum("rows").alias("rows"),
+            F.expr("bitmap_count(bitmap_or_agg(lines))").alias("distinct"),
+        )
+        repeated = F.when(F.col("block").isNull(), F.col("rows") - 1).otherwise(
+            F.col("rows") - F.col("distinct")
+        )
+        duplicates = per_block.agg(F.sum(repeated)).first()[0] or 0
+    finally:
+        pieces.unpersist()
     by_day = {
         r["day"]: DayFigures(
             rows=r["rows"],
