@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sales_platform.launch import RunFailed, _CodeServer
+from sales_platform.launch import CODE_LOCATION_MODULE, RunFailed, _CodeServer, launch
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +35,7 @@ def test_serves_the_jobs_on_a_private_socket_and_leaves_nothing(tmp_path):
         )
         assert listed.returncode == 0, listed.stderr[-2000:]
         assert "daily_sales_job" in listed.stdout and "monthly_marts_job" in listed.stdout
+        _launches_through_it(tmp_path / "instance", server)
     finally:
         server.close()
     assert server.process.poll() is not None
@@ -56,3 +57,20 @@ def test_a_code_location_that_cannot_load_fails_the_command_naming_its_log(tmp_p
     assert "not key=value" in (tmp_path / "code-server.log").read_text()
     # Nothing left behind by a server that never started: its folder went with it.
     assert len(folders) == 1 and not folders[0].exists()
+
+
+def _launches_through_it(home: Path, server: _CodeServer) -> None:
+    """The command's own launch (launch.py `launch`) files a run under the server's location;
+    a job the location does not have fails with a one-line RunFailed."""
+    import dagster as dg
+
+    home.mkdir()
+    queued = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
+    with dg.DagsterInstance.local_temp(str(home), overrides={"run_coordinator": queued}) as inst:
+        run_id = launch(inst, "monthly_marts_job", {"sales_platform/test": "yes"}, server.workspace)
+        run = inst.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.QUEUED
+        assert run.tags["sales_platform/test"] == "yes"
+        assert run.remote_job_origin.location_name == CODE_LOCATION_MODULE
+        with pytest.raises(RunFailed, match="could not launch no_such_job"):
+            launch(inst, "no_such_job", {}, server.workspace)
