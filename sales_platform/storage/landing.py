@@ -548,7 +548,7 @@ def read_sales_csvs(spark: SparkSession, files: list[StagedFile]) -> DataFrame:
                 T.StructField("line_in_split", T.LongType()),
             ]
         )
-        return spark.createDataFrame([], schema).join(index, "file_name").drop("file_name")
+        frames = [spark.createDataFrame([], schema)]
     rows = frames[0]
     for frame in frames[1:]:
         rows = rows.unionByName(frame)
