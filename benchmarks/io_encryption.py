@@ -5,8 +5,8 @@
 
 Generates the data once (local stack: folder + SQLite), then runs `daily_sales_job` over all the
 days as one run, alternately with the setting on and off, each run in a fresh process on a fresh
-copy of the data (benchmarks/local_stack.py). What it encrypts in that job: the validated rows
-raw_sales caches on disk, and the small shuffles of the checks' aggregates. Prints the median
+copy of the data (benchmarks/local_stack.py). What it encrypts in that job: the shuffles of
+the checks' aggregates and the dimensions' joins (small), and any spill. Prints the median
 seconds inside the run for each arm and their ratio; the machine's other load is not controlled.
 """
 

@@ -11,8 +11,9 @@ column once (trimmed, any order, extra columns ignored, a repeated name rejects 
 is at least one data row. Optionally (`dedupe_content`), a file whose exact bytes were already seen
 under another key is skipped as a duplicate (the first key in sorted order wins).
 
-Row rules (a row failing one is dropped), after trimming every field (a line with more fields
-than its header is dropped whole, as the product quarantines it):
+Row rules (a row failing one is dropped), after trimming every field of spaces, tabs, CR, LF,
+form feeds and vertical tabs (a line with more fields than its header is dropped whole, as the
+product quarantines it):
 - customer_id, store_id, sales_person_id: plain digits, 1 .. 2**31-1;
 - product_name: not empty;
 - sales_date: `yyyy-MM-dd`, a real date, equal to the business date;
@@ -51,6 +52,8 @@ from sales_platform.schemas import (
 from sales_platform.storage.object_store import ObjectStore
 
 CENT = Decimal("0.01")
+# What the contract trims from a cell's ends (ASCII whitespace; a no-break space stays).
+WHITESPACE = " \t\r\n\f\v"
 INT_MAX = 2**31 - 1
 
 _DATE_SEGMENT = re.compile(r"(?:^|/)(?:sales_date=)?(\d{4}-\d{2}-\d{2})/")
@@ -130,7 +133,7 @@ def parse_row(fields: dict[str, str | None], business_date: date) -> dict | None
 
 
 def _check(fields: dict[str, str | None], business_date: date) -> tuple[dict, list[str]]:
-    f = {c: (fields.get(c) or "").strip() for c in SALES_CSV_COLUMNS}
+    f = {c: (fields.get(c) or "").strip(WHITESPACE) for c in SALES_CSV_COLUMNS}
     broken: list[str] = []
     row: dict = {}
     for c in ("customer_id", "store_id", "sales_person_id"):

@@ -70,13 +70,18 @@ class PartitionWrite:
 
 @dataclass(frozen=True)
 class SourceSnapshot:
-    """What a dimension asset hands the IO manager: `df`, the snapshot of `version` of its
-    source table, or None when the table's current snapshot already holds that version (then
-    nothing is written and the current snapshot stays)."""
+    """What a dimension asset hands the IO manager: `rows`, the snapshot of `version` of its
+    source table (as they are to be stored: personal data already encrypted), or None when the
+    table's current snapshot already holds that version (then nothing is written and the
+    current snapshot stays)."""
 
     version: str
-    df: DataFrame | None
+    rows: list[dict] | None
     schema: T.StructType
+
+
+# The folder name Spark gives rows whose partition value is null.
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,14 @@ class StagedWrite:
     schema_json: str
     # Recorded in the Iceberg snapshot's summary when published.
     summary: dict[str, str] = field(default_factory=dict)
+    # With `stage(set_aside=column)`: that column; the asset's rows are those where it is null.
+    set_aside: str | None = None
 
     @property
     def data(self) -> Path:
-        return self.folder / "data"
+        if self.set_aside is None:
+            return self.folder / "data"
+        return self.folder / "data" / f"{self.set_aside}={NULL_PARTITION}"
 
 
 class Lake:
@@ -193,8 +202,8 @@ class Lake:
     ) -> list[PartitionWrite]:
         """Replace `partitions` of `asset` with the rows of df, in one Spark job.
 
-        partition_expr is a Spark SQL expression giving each row's partition key (for example
-        "date_format(sales_date, 'yyyy-MM-dd')"); without it df is the single partition given.
+        partition_expr is a Spark SQL expression giving each row's partition key, a string or
+        a date (for example "sales_date"); without it df is the single partition given.
         Every partition named is replaced, by no rows if df has none for it, so a rerun that
         finds no data clears what an earlier run wrote.
         """
@@ -204,27 +213,58 @@ class Lake:
         finally:
             self.discard(staged)
 
+    def write_rows(
+        self, rows: list[dict], asset: str, schema: T.StructType, summary: dict[str, str]
+    ) -> list[PartitionWrite]:
+        """Replace an unpartitioned table with `rows`, written as Parquet in this process.
+
+        For the snapshots of the source tables: a few thousand rows already in memory, for
+        which a Spark job cost a run seconds of a cold engine (README, Performance).
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        write_id = uuid.uuid4().hex
+        folder = self._stage()
+        try:
+            path = folder / "part-00000.parquet"
+            pq.write_table(pa.Table.from_pylist(rows, schema=iceberg.arrow_schema(schema)), path)
+            target = f"{asset}/data/{write_id}-00000.parquet"
+            files = {UNPARTITIONED: [(path, target)]}
+            return self.replace(asset, schema, files, True, write_id, summary)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def stage(
         self,
         df: DataFrame,
         asset: str,
         partitions: list[str],
         partition_expr: str | None = None,
+        set_aside: str | None = None,
     ) -> StagedWrite:
         """Write df as Parquet on local disk only; `publish` makes it the current partitions.
 
         Staging first lets a step check what it wrote before anyone can read it. The day
         column stays inside each file (Iceberg takes a file's partition from its contents).
+        With `set_aside`, a column of df, only the rows where it is null are the asset's; the
+        others are written beside them in the same Spark job, without that column
+        (`read_set_aside`), and are never published.
         """
         if partition_expr is None and len(partitions) != 1:
             raise ValueError(f"{asset}: several partitions need a partition_expr")
-        staged = StagedWrite(asset, list(partitions), self._stage(), df.schema.json())
+        kept = df.drop(set_aside) if set_aside else df
+        staged = StagedWrite(
+            asset, list(partitions), self._stage(), kept.schema.json(), set_aside=set_aside
+        )
         try:
             key_col = F.expr(partition_expr) if partition_expr else F.lit(partitions[0])
             (
-                df.withColumn(PARTITION_COLUMN, key_col.cast("string"))
-                .write.partitionBy(PARTITION_COLUMN)
-                .parquet(str(staged.data))
+                # A date is named yyyy-MM-dd by Spark once per folder; formatting it per row
+                # (date_format) cost 1-2 s per 8 M rows.
+                df.withColumn(PARTITION_COLUMN, key_col)
+                .write.partitionBy(*([set_aside] if set_aside else []), PARTITION_COLUMN)
+                .parquet(str(staged.folder / "data"))
             )
             written = {p.name.split("=", 1)[1] for p in staged.data.glob(f"{PARTITION_COLUMN}=*")}
             unexpected = written - set(partitions)
@@ -246,6 +286,24 @@ class Lake:
         if not any(staged.data.glob(f"{PARTITION_COLUMN}=*")):
             return spark.createDataFrame([], schema)
         return spark.read.schema(schema).parquet(str(staged.data))
+
+    def read_set_aside(self, spark: SparkSession, staged: StagedWrite) -> DataFrame:
+        """The rows `stage(set_aside=…)` set aside, with the set-aside column (never null)."""
+        schema = (
+            T.StructType.fromJson(json.loads(staged.schema_json))
+            .add(staged.set_aside, T.StringType())
+            .add(PARTITION_COLUMN, T.StringType())
+        )
+        aside = [
+            p for p in (staged.folder / "data").glob(f"{staged.set_aside}=*") if p != staged.data
+        ]
+        if not aside:
+            return spark.createDataFrame([], schema)
+        return (
+            spark.read.schema(schema)
+            .parquet(str(staged.folder / "data"))
+            .where(F.col(staged.set_aside).isNotNull())
+        )
 
     def publish(self, staged: StagedWrite) -> list[PartitionWrite]:
         """Upload the staged files and make them the partitions' current data in one commit."""
@@ -561,7 +619,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         lake = self.lake_resource.lake()
         schema, written = obj.schema, True
         with self.lake_resource.write_lock(asset, partitions):
-            if isinstance(obj, SourceSnapshot) and obj.df is None:
+            if isinstance(obj, SourceSnapshot) and obj.rows is None:
                 current = lake.current_write(asset)
                 if current is None:
                     raise RuntimeError(
@@ -569,8 +627,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
                     )
                 writes, written = [current[0]], False  # the source is unchanged: it stays
             elif isinstance(obj, SourceSnapshot):
-                writes = lake.write(
-                    obj.df, asset, partitions, summary={SOURCE_VERSION: obj.version}
+                writes = lake.write_rows(
+                    obj.rows, asset, obj.schema, summary={SOURCE_VERSION: obj.version}
                 )
             else:
                 writes = lake.write(

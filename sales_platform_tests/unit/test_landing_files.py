@@ -81,6 +81,27 @@ def test_inspect_rejects_unusable_files(tmp_path, body, reason):
         inspect_file(path)
 
 
+@pytest.mark.parametrize(
+    ("body", "rows", "flagged", "rewritten"),
+    [
+        (HEADER + b"\n1\n2\n", 2, {}, False),
+        (HEADER + b"\r\n1\r\n2\r\n", 2, {}, True),  # CRLF: the CRs go
+        (HEADER + b"\r1\r2\r", 2, {}, True),  # CR-only (Excel for Mac)
+        (HEADER + b"\r1\n2\r3", 2, {2: "stray_line_break"}, True),  # an LF in a CR file
+        (HEADER + b"\n1\r2\n3\r\n", 2, {2: "stray_line_break"}, True),  # a CR in an LF file
+        (HEADER + b"\r\r\n1\r\n", 1, {}, True),  # a lone CR ends the header: CR style
+        (HEADER + b"\n1\n2\r", 2, {}, True),  # a CR ending the file ends its last line
+    ],
+)
+def test_inspect_takes_the_line_ends_from_the_first_line(tmp_path, body, rows, flagged, rewritten):
+    """The file's line end is the one ending its first line; the other one inside a line is a
+    stray (the quarantine's `stray_line_break`)."""
+    path = tmp_path / "f.csv"
+    path.write_bytes(body)
+    facts = inspect_file(path)
+    assert (facts.data_rows, facts.flagged_lines, facts.rewritten) == (rows, flagged, rewritten)
+
+
 def test_local_move_only_moves_the_version_it_was_told(tmp_path):
     store = LocalObjectStore(tmp_path)
     store.put_bytes("sales_data/a.csv", b"one")

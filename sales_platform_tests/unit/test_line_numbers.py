@@ -11,7 +11,6 @@ from sales_platform.storage.landing import (
     StagedFile,
     inspect_file,
     read_sales_csvs,
-    with_line_numbers,
 )
 from sales_platform.storage.object_store import StoredObject
 from sales_platform.transforms.validate import validate_sales
@@ -57,7 +56,7 @@ def test_line_numbers_survive_split_boundaries(spark, tmp_path, small_splits):
     files = [_file(tmp_path, 0, lines), _file(tmp_path, 1, lines[:50])]
     assert files[0].facts.size > 3 * SPLIT
 
-    rows = with_line_numbers(spark, read_sales_csvs(spark, files), files)
+    rows = read_sales_csvs(spark, files)
     validated = validate_sales(rows)
     quarantined = (
         validated.where(F.col("reject_reason").isNotNull())
@@ -80,7 +79,7 @@ def test_cells_are_trimmed_of_the_whole_set_wherever_the_whitespace_sits(spark, 
         "4,121,Sugar,2023-05-01,1,1.00\x0c,1,1.00",
     ]
     files = [_file(tmp_path, 0, lines)]
-    rows = with_line_numbers(spark, read_sales_csvs(spark, files), files)
+    rows = read_sales_csvs(spark, files)
     validated = validate_sales(rows).orderBy("line_number").collect()
     assert [r.reject_reason for r in validated] == [None] * 4
     assert [r.product_name for r in validated] == ["Sugar", "Sugar", "Su\tgar", "Sugar"]

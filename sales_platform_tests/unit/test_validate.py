@@ -258,3 +258,181 @@ def test_accepted_and_quarantined_split_every_row(spark):
         assert all(json.loads(r["raw_record"]) for r in quarantine.values())
     finally:
         validated.unpersist()
+
+
+# Cells on both sides of the validator's shortcut (a cell that is the canonical text of its
+# value is only cast) and of the rules: signs, zeros, padding, control and non-ASCII
+# characters, too many digits or decimals, exponents, other date forms.
+TRICKY = {
+    "id": [
+        "1",
+        "12",
+        "007",
+        "0",
+        "-3",
+        "-0",
+        "+4",
+        "1.5",
+        "1e3",
+        "2147483647",
+        "2147483648",
+        "-2147483648",
+        " 12",
+        "12 ",
+        "\t12",
+        "12\r",
+        "\x0b12",
+        "\x0112",
+        "12\x01",
+        "\x0012",
+        "",
+        "abc",
+        "\uff11\uff12",
+        "\u00a012",
+        "\u0663",
+        None,
+    ],
+    "money": [
+        "212.50",
+        "0.00",
+        "0",
+        "5",
+        "5.5",
+        "-1.00",
+        "-0.00",
+        "-0.5",
+        "212.505",
+        "2.1E2",
+        "123456789.00",
+        "12345678.99",
+        "5.",
+        ".5",
+        "+5.00",
+        " 5.00",
+        "5.00\t",
+        "1,000.00",
+        "\x015.00",
+        "00.50",
+        "",
+        "abc",
+        "NaN",
+        None,
+    ],
+    "date": [
+        "2023-03-15",
+        "2023-03-14",
+        "2023-02-30",
+        "15/03/2023",
+        "2023-3-15",
+        " 2023-03-15",
+        "2023-03-15\r",
+        "+2023-03-15",
+        "2023-03-15T00:00",
+        "12023-03-15",
+        "2023-03-15\x01",
+        "",
+        None,
+    ],
+    "name": ["quaker oats", "  ", "", "\tsoap", "soap \r", "\u00a0", "\x01", "x", None],
+}
+
+
+def _oracle_reason(fields: dict) -> str | None:
+    """The oracle's first broken rule (its own wording) as the platform's reason code."""
+    from sales_platform_tests import oracle
+
+    broken = oracle.row_violations(fields, BUSINESS_DATE)
+    if not broken:
+        return None
+    first = broken[0]
+    for prefix, code in [
+        ("customer_id", v.INVALID_CUSTOMER_ID),
+        ("store_id", v.INVALID_STORE_ID),
+        ("sales_person_id", v.INVALID_SALES_PERSON_ID),
+        ("product_name", v.MISSING_PRODUCT_NAME),
+        ("sales_date is not a yyyy", v.INVALID_SALES_DATE),
+        ("sales_date is not the file", v.SALES_DATE_MISMATCH),
+        ("price", v.INVALID_PRICE),
+        ("quantity", v.INVALID_QUANTITY),
+        ("total_cost is not an amount", v.INVALID_TOTAL_COST),
+        ("total_cost is not price", v.TOTAL_COST_MISMATCH),
+    ]:
+        if first.startswith(prefix):
+            return code
+    raise AssertionError(first)
+
+
+@pytest.mark.parametrize("day_as_text", [False, True], ids=["date", "date_and_text"])
+def test_every_row_is_typed_and_judged_as_the_oracle_rules_say(spark, day_as_text):
+    """Random rows of tricky cells, against the independent oracle's rules: the same verdict,
+    the same first broken rule, the same typed values of every accepted row (with the file's
+    day as a date only, and as the landing reader gives it, also as text)."""
+    import random
+
+    from sales_platform_tests import oracle
+
+    rng = random.Random(11)
+    kinds = {
+        "customer_id": "id",
+        "store_id": "id",
+        "sales_person_id": "id",
+        "quantity": "id",
+        "price": "money",
+        "total_cost": "money",
+        "sales_date": "date",
+        "product_name": "name",
+    }
+    rows = []
+    for i in range(3000):
+        # Mostly good cells, so that rows fail on one rule at a time and many pass.
+        cells = {
+            c: rng.choice(TRICKY[k]) if rng.random() < 0.3 else GOOD[c] for c, k in kinds.items()
+        }
+        if rng.random() < 0.5 and (price := oracle._money((cells["price"] or "").strip(), 8)):
+            quantity = oracle._positive_int((cells["quantity"] or "").strip(oracle.WHITESPACE))
+            if quantity is not None:
+                cells["total_cost"] = str(price * quantity)
+        rows.append(
+            (*[cells[c] for c in SALES_CSV_COLUMNS], None, f"r{i}", BUSINESS_DATE, False, i)
+        )
+    from pyspark.sql import functions as F
+
+    raw = spark.createDataFrame(rows, INPUT_SCHEMA)
+    if day_as_text:
+        raw = raw.withColumn(v.BUSINESS_DAY, F.lit(BUSINESS_DATE.isoformat()))
+
+    validated = v.validate_sales(raw)
+    # A rejected row's typed cells may hold what Python has no type for (the year 0).
+    accepted_only = [
+        F.when(F.col("reject_reason").isNull(), F.col(c)).alias(c) for c in RAW_SALES_SCHEMA.names
+    ]
+    got = {
+        r["i"]: r
+        for r in validated.select(
+            F.col("line_number").alias("i"), *accepted_only, "reject_reason", "raw_record"
+        ).collect()
+    }
+
+    accepted = 0
+    for i, row in enumerate(rows):
+        fields = dict(zip(SALES_CSV_COLUMNS, row[:8], strict=True))
+        reason = _oracle_reason(fields)
+        assert got[i]["reject_reason"] == reason, repr(fields)
+        if reason is None:
+            accepted += 1
+            expected = oracle.parse_row(fields, BUSINESS_DATE)
+            assert {c: got[i][c] for c in expected} == expected, fields
+            assert got[i]["sales_date"] == BUSINESS_DATE
+        else:
+            assert json.loads(got[i]["raw_record"]) == fields
+    assert 300 < accepted < 2700  # both verdicts are exercised
+
+
+def test_digits_counts_every_power_of_ten_boundary_exactly(spark):
+    """The int shortcut's length test rests on log10 being exact at the boundaries."""
+    from pyspark.sql import functions as F
+
+    values = sorted({1, 2**31 - 1} | {10**n + d for n in range(1, 10) for d in (-1, 0, 1)})
+    df = spark.createDataFrame([(n,) for n in values], "n INT")
+    got = df.select("n", v._digits(F.col("n")).alias("d")).collect()
+    assert {r.n: r.d for r in got} == {n: len(str(n)) for n in values}

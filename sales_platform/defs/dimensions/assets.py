@@ -2,7 +2,8 @@
 
 A snapshot is written only when its source changed: each run reads the whole table (cheap next
 to Spark) and hashes it; when the lake's current snapshot holds that version, nothing is
-encrypted, handed to Spark or written, and the materialization reports the same data version.
+encrypted or written, and the materialization reports the same data version. A changed
+snapshot is written as Parquet by the run itself: a few thousand rows need no Spark job.
 """
 
 import hashlib
@@ -11,7 +12,6 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster_pyspark import LazyPySparkResource
 
 from sales_platform.defs.dimensions.checks import primary_key_result, primary_key_spec
 from sales_platform.defs.quality import blocking_failure
@@ -62,13 +62,12 @@ def snapshot_asset(name: str) -> dg.AssetsDefinition:
         name=name,
         group_name="dimensions",
         io_manager_key="lake_io_manager",
-        kinds={"mysql", "spark", "parquet"},
+        kinds={"mysql", "parquet"},
         description=_DESCRIPTIONS[name],
         check_specs=[primary_key_spec(name)],
     )
 
     def checked(
-        pyspark,
         lake: LakeResource,
         rows: list[dict],
         protect: Callable[[list[dict]], list[dict]],
@@ -86,29 +85,25 @@ def snapshot_asset(name: str) -> dg.AssetsDefinition:
         if current is not None and current[1].get(SOURCE_VERSION) == version:
             snapshot = SourceSnapshot(version, None, schema)
         else:
-            df = pyspark.spark_session.createDataFrame(protect(rows), schema)
-            snapshot = SourceSnapshot(version, df, schema)
+            snapshot = SourceSnapshot(version, protect(rows), schema)
         yield dg.Output(
             snapshot,
             data_version=dg.DataVersion(version),
-            metadata={**metadata, "source_unchanged": snapshot.df is None},
+            metadata={**metadata, "source_unchanged": snapshot.rows is None},
         )
         yield result
 
     if spec is None:
 
         @decorate
-        def _snapshot(
-            pyspark: LazyPySparkResource, source_db: Database, lake: LakeResource
-        ) -> Iterator:
-            yield from checked(pyspark, lake, _rows(source_db, table_name), list, None, {})
+        def _snapshot(source_db: Database, lake: LakeResource) -> Iterator:
+            yield from checked(lake, _rows(source_db, table_name), list, None, {})
 
         return _snapshot
 
     # Only the snapshots holding personal data get the key.
     @decorate
     def _pii_snapshot(
-        pyspark: LazyPySparkResource,
         source_db: Database,
         lake: LakeResource,
         pii_keys: KeyringResource,
@@ -119,10 +114,9 @@ def snapshot_asset(name: str) -> dg.AssetsDefinition:
             "pii_key_id": cipher.newest_key_id,
         }
         yield from checked(
-            pyspark,
             lake,
             _rows(source_db, table_name),
-            # Encrypted field by field before it reaches Spark or the lake.
+            # Encrypted field by field before it reaches the lake.
             lambda rows: encrypt_records(rows, spec, cipher),
             cipher.newest_key_id,
             metadata,

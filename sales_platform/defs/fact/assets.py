@@ -17,7 +17,6 @@ from sales_platform.defs.fact.checks import (
     measure,
 )
 from sales_platform.defs.ingest.assets import days_of
-from sales_platform.defs.ingest.daily_load import DAY_EXPR
 from sales_platform.defs.partitions import daily_partitions
 from sales_platform.defs.quality import (
     QualityThresholds,
@@ -71,7 +70,7 @@ def sales_enriched(
                 enrich_sales(raw_sales, customers, stores, products, sales_team),
                 ASSET,
                 partitions,
-                DAY_EXPR.format(column="sales_date"),
+                "sales_date",
             )
         with timer.stage("checks"):
             figures = measure(the_lake.read_staged(pyspark.spark_session, staged), raw_sales)

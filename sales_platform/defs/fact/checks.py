@@ -71,8 +71,9 @@ def measure(fact: DataFrame, raw_sales: DataFrame) -> FactFigures:
     this took 6.7-8.3 s where a per-day pass plus a group-by over (file, line) took 11.7-14.0 s.
     """
     pieces = (
+        # Grouped by the date itself: formatting it per row cost 1-2 s per 8 M rows.
         fact.groupBy(
-            F.date_format("sales_date", "yyyy-MM-dd").alias("day"),
+            F.col("sales_date").alias("day"),
             "source_key",
             F.expr("bitmap_bucket_number(line_number)").alias("block"),
         )
@@ -107,7 +108,7 @@ def measure(fact: DataFrame, raw_sales: DataFrame) -> FactFigures:
     finally:
         pieces.unpersist()
     by_day = {
-        r["day"]: DayFigures(
+        (r["day"] and r["day"].isoformat()): DayFigures(
             rows=r["rows"],
             total_cost=r["total"] or Decimal("0"),
             unknown={d: r[d] or 0 for d in DIMENSIONS},

@@ -68,11 +68,11 @@ def sales_team_mart_specs(asset: str) -> list[dg.AssetCheckSpec]:
 def fact_month_totals(sales_enriched: DataFrame) -> dict[str, Decimal]:
     """The fact's total per month ('YYYY-MM'): one aggregate over one column."""
     rows = (
-        sales_enriched.groupBy(F.date_format("sales_date", "yyyy-MM").alias("month"))
+        sales_enriched.groupBy(F.trunc("sales_date", "month").alias("month"))
         .agg(F.sum("total_cost").alias("total"))
         .collect()
     )
-    return {r.month: r.total for r in rows}
+    return {f"{r.month:%Y-%m}": r.total for r in rows}
 
 
 def _month_total_result(mart_totals: dict[str, Decimal], fact_totals: dict[str, Decimal]):
