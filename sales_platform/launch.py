@@ -200,8 +200,8 @@ class _SharedSpark:
 
     def __init__(self, log_dir: Path, settings: SparkSettings):
         self.port = free_port()
-        # Its scratch files (shuffle, the disk cache) in a folder of the command's, removed
-        # when it stops: a server killed mid-shutdown cannot remove them itself.
+        # Its scratch files (shuffle, spill, local checkpoints) in a folder of the command's,
+        # removed when it stops: a server killed mid-shutdown cannot remove them itself.
         within = settings.conf.get("spark.local.dir", "").split(",")[0] or None
         if within:
             Path(within).mkdir(parents=True, exist_ok=True)

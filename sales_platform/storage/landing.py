@@ -503,8 +503,8 @@ def _fields(lines: DataFrame, header: tuple[str, ...]) -> tuple[DataFrame, dict[
 
     A line without a quote whose comma count matches the header is split on its commas; only
     the others go through Spark's CSV parser (RFC 4180 quoting, a quote inside a quoted field
-    doubled). Both give the same fields for such a line, and splitting is about twice as fast
-    (README, Performance). Returns the lines with the columns the fields are computed from.
+    doubled). Both give the same fields for such a line; the split is the cheaper (README,
+    Performance). Returns the lines with the columns the fields are computed from.
     """
     cells = lines.select("*", F.split(F.col("value"), ",", -1).alias("_cells"))
     cells = cells.select(

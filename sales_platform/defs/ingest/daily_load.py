@@ -212,8 +212,8 @@ def _stage(
     partitions = [d.isoformat() for d in days]
     # One pass over the CSV writes the accepted rows and sets the rejected ones aside (keyed by
     # file and line); only those lines are read again, to stage the quarantine with their raw
-    # text. Before, the validated rows were cached on disk for two writes: 10-15 s more per
-    # 8 M rows than the write itself (README, Performance).
+    # text. Before, the validated rows were cached on local disk for two writes (README,
+    # Performance, has both figures).
     accepted = lake.stage(
         staged_sales(validate_sales(raw)),
         "raw_sales",
