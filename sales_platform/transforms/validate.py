@@ -82,19 +82,10 @@ def _raw(name: str) -> str:
     return f"_raw_{name}"
 
 
-def _typed(cell: Column, data_type: T.DataType, pattern: str) -> Column:
-    """The cell as `data_type` when its trimmed text matches `pattern` and fits; else null.
-
-    Most cells are already the canonical text of their value ("12", "212.50"): for those the
-    cast alone gives what trimming and the pattern would (a canonical text has no whitespace
-    and matches the pattern; a negative id is refused by the range rules either way), and the
-    trim and the regex, which cost more than the cast, are skipped.
-    """
-    value = cell.try_cast(data_type)
+def _by_the_rules(cell: Column, data_type: T.DataType, pattern: str) -> Column:
+    """The cell as `data_type` when its trimmed text matches `pattern` and fits; else null."""
     trimmed = _trimmed(cell)
-    return F.when(value.cast(T.StringType()) == cell, value).otherwise(
-        F.when(trimmed.rlike(pattern), trimmed.try_cast(data_type))
-    )
+    return F.when(trimmed.rlike(pattern), trimmed.try_cast(data_type))
 
 
 def _digits(value: Column) -> Column:
@@ -105,25 +96,33 @@ def _digits(value: Column) -> Column:
     return F.floor(F.log10(value)).cast(T.IntegerType()) + 1
 
 
+# Most cells are already the canonical text of their value ("12", "212.50"): for those the
+# cast alone gives what trimming and the pattern would (a canonical text has no whitespace and
+# matches the pattern; a negative id is refused by the range rules either way), so the trim
+# and the regex, which cost more than the cast, are skipped for them.
+
+
 def _int(cell: Column) -> Column:
     """An integer in plain digits that fits int32; null for anything else.
 
-    As `_typed`, with a cheaper test of the canonical text (its text cost a string per
-    cell): Spark's cast takes ASCII digits only, plus a sign and whitespace or control bytes
-    around them, and each of those or a leading zero adds a byte; so a positive value cast
-    from exactly as many bytes as it has digits was written as its plain digits.
+    Canonical when cast from exactly as many bytes as the positive value has digits: Spark's
+    cast takes ASCII digits only, plus a sign and whitespace or control bytes around them, and
+    each of those or a leading zero adds a byte (making the value's text cost a string per
+    cell).
     """
     value = cell.try_cast(T.IntegerType())
-    trimmed = _trimmed(cell)
     canonical = (value > 0) & (F.octet_length(cell) == _digits(value))
-    return F.when(canonical, value).otherwise(
-        F.when(trimmed.rlike(_DIGITS), trimmed.try_cast(T.IntegerType()))
-    )
+    return F.when(canonical, value).otherwise(_by_the_rules(cell, T.IntegerType(), _DIGITS))
 
 
 def _money(cell: Column, money_type: T.DecimalType) -> Column:
-    """An amount in plain decimal notation that fits `money_type` exactly; null otherwise."""
-    return _typed(cell, money_type, _MONEY)
+    """An amount in plain decimal notation that fits `money_type` exactly; null otherwise.
+
+    Canonical when the value's text is the cell itself."""
+    value = cell.try_cast(money_type)
+    return F.when(value.cast(T.StringType()) == cell, value).otherwise(
+        _by_the_rules(cell, money_type, _MONEY)
+    )
 
 
 def _date(cell: Column, business_date: Column, business_day: Column) -> Column:
