@@ -30,7 +30,7 @@ demo: install dagster-home
 
 ## The whole test suite, against the real MariaDB (started if needed) and moto's S3 server.
 test: install mariadb chromium
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/pytest -n 3 --dist loadgroup --durations=25
 
 ## The Dagster UI on the demo's data: http://127.0.0.1:3000
 ui: install dagster-home

@@ -185,25 +185,28 @@ SHARED_FIXTURE_GROUPS = {
     "dataset": "datasets",
     "connect_server": "connect_server",
 }
-# The longest groups start first, so the two workers finish together: every group of more than
+# The longest groups start first, so the workers finish together: every group of more than
 # about 20 s, longest first (seconds of one worker, `-n 2`, measured with --durations=0 on
-# 2026-12-01; the groups of a few seconds follow, as collected). A group missing here starts
-# after all of these, so a new long module belongs in this list.
+# 2026-12-08, a fast day of this host: 22.5 min in all; a slow day takes twice as long; the
+# groups of a few seconds follow, as collected). A group missing here starts after all of
+# these, so a new long module belongs in this list.
 LONGEST_FIRST = [
-    "connect_server",  # ~400 s: the kill chain (~190 s) and the two-writer tests
-    "test_unattended",  # ~330 s: the daemon scenario alone is about five minutes
-    "test_landing_isolation",  # ~220 s
-    "test_landing",  # ~170 s
-    "test_spark_engines",  # ~140 s: a standalone cluster
-    "datasets",  # ~120 s
-    "test_automation_concurrency",  # ~115 s
-    "test_transient_faults",  # ~100 s
+    "connect_server",  # ~490 s: the kill chain (~210 s) and the two-writer tests
+    "test_unattended",  # ~460 s: the daemon scenario alone is about seven minutes
+    "test_landing_isolation",  # ~290 s
+    "test_landing",  # ~225 s
+    "test_spark_engines",  # ~145 s: a standalone cluster
+    "test_transient_faults",  # ~120 s
+    "datasets",  # ~105 s
     "test_ui",  # ~95 s
-    "test_cli_commands",  # ~95 s
-    "test_security_pipeline",  # ~90 s
-    "test_automation",  # ~65 s
-    "test_failure_paths",  # ~35 s
-    "test_iceberg_lake",  # ~25 s
+    "test_cli_commands",  # ~90 s
+    "test_automation",  # ~80 s
+    "test_automation_concurrency",  # ~70 s
+    "test_failure_paths",  # ~70 s
+    "test_security_pipeline",  # ~60 s
+    "test_iceberg_lake",  # ~30 s
+    "test_dimension_snapshots",  # ~25 s
+    "test_blocking_checks",  # ~25 s
     "test_month_completeness",  # ~25 s
 ]
 
@@ -221,7 +224,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Every test under integration/ carries the marker, so `-m "not integration"` is fast.
 
-    Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) a worker takes a whole group:
+    Under pytest-xdist (`make test` runs `-n 3 --dist loadgroup`) a worker takes a whole group:
     the tests that read a shared data set (or the Connect server) form one group, so it is made
     once; every other integration module is a group of its own, so its module fixtures are set
     up once."""

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from sales_platform.definitions import build_definitions
+from sales_platform.defs.ingest import daily_load
 from sales_platform.defs.ingest.assets import raw_sales
 from sales_platform.defs.ingest.daily_load import commit, stage_days
 from sales_platform.defs.ingest.sensors import landing_sensor
@@ -243,7 +244,25 @@ def test_unreadable_file_is_rejected_and_the_others_still_load(platform, name, b
     assert reason in manifest["reason"] and manifest["landing_key"] == bad_key
 
 
-def test_bad_rows_of_every_kind_are_quarantined_with_reason_and_line(platform):
+@pytest.fixture(params=["broadcast", "shuffle_join"])
+def rejected_lines_join(request, platform, monkeypatch):
+    """The rejected (file, line) keys go to every task when they are few and are joined the
+    usual way on a bad day's many: each path in turn (Spark's own size rule would broadcast
+    a test's few keys anyway, so it is turned off for the shuffle join)."""
+    if request.param == "broadcast":
+        yield request.param
+        return
+    monkeypatch.setattr(daily_load, "BROADCAST_REJECTED_ROWS", 0)
+    conf = platform.spark.conf
+    before = conf.get("spark.sql.autoBroadcastJoinThreshold")
+    conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        yield request.param
+    finally:
+        conf.set("spark.sql.autoBroadcastJoinThreshold", before)
+
+
+def test_bad_rows_of_every_kind_are_quarantined_with_reason_and_line(platform, rejected_lines_join):
     with dg.build_resources({"source_db": build_resources(platform.settings)["source_db"]}) as r:
         summary = generate(
             platform.store,
