@@ -188,8 +188,8 @@ SHARED_FIXTURE_GROUPS = {
 # The longest groups start first, so the workers finish together: every group of more than
 # about 20 s, longest first (seconds of one worker, `-n 2`, measured with --durations=0 on
 # 2026-12-08, a fast day of this host: 22.5 min in all, 20 min with `-n 3`; a slow day takes
-# twice as long; the groups of a few seconds follow, as collected). A group missing here starts after all of
-# these, so a new long module belongs in this list.
+# twice as long). The groups of a few seconds follow, as collected. A group missing here
+# starts after all of these, so a new long module belongs in this list.
 LONGEST_FIRST = [
     "connect_server",  # ~490 s: the kill chain (~210 s) and the two-writer tests
     "test_unattended",  # ~460 s: the daemon scenario alone is about seven minutes
